@@ -1,0 +1,191 @@
+"""One function per command: keyword arguments in, a result object out.
+
+The CLI is a thin translation layer over these functions; they never print except
+through the :class:`~neobuild.console.Output` they are handed, and they raise
+:class:`~neobuild.errors.NeobuildError` subclasses for every expected failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from neobuild.console import Output
+from neobuild.errors import Problem
+
+if TYPE_CHECKING:
+    from neobuild.build import BuildReport
+    from neobuild.compile import CompileResult
+    from neobuild.plan import Plan
+    from neobuild.verify import VerifyReport
+
+
+def locate_manifest(*, directory: Path | None, manifest: Path | None) -> Path:
+    """The neo.yaml to use: ``--manifest``, else found from ``-C DIR`` or the cwd upwards."""
+    from neobuild import manifest as manifest_mod
+
+    start = (directory or Path.cwd()).resolve()
+    explicit = None
+    if manifest is not None:
+        explicit = manifest if manifest.is_absolute() else start / manifest
+    return manifest_mod.find_manifest(start, explicit)
+
+
+def init(*, directory: Path, manifest: Path | None = None, force: bool = False) -> Path:
+    """Write a starter neo.yaml; returns its path."""
+    from neobuild import starter
+
+    path = manifest if manifest is not None else directory / "neo.yaml"
+    if not path.is_absolute():
+        path = directory / path
+    if force and path.exists():
+        path.unlink()
+    starter.write_starter(path)
+    return path
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    """Every problem found in the manifest, and whether they fail validation."""
+
+    manifest_path: Path
+    problems: tuple[Problem, ...]
+    strict: bool
+    model_count: int
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "error")
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for p in self.problems if p.severity == "warning")
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0 and not (self.strict and self.warnings)
+
+    def summary(self) -> str:
+        if not self.problems:
+            return f"{self.manifest_path}: {self.model_count} model(s), no problems"
+        verdict = "ok" if self.ok else "invalid"
+        strict = " (--strict: warnings count as errors)" if self.strict and self.warnings else ""
+        return (
+            f"{self.manifest_path}: {verdict}: {self.errors} error(s), "
+            f"{self.warnings} warning(s){strict}"
+        )
+
+
+def validate(*, manifest_path: Path, strict: bool = False) -> ValidateResult:
+    """Check the manifest and return every problem (never raises for manifest problems)."""
+    from neobuild import manifest as manifest_mod
+
+    loaded, problems = manifest_mod.check(manifest_path)
+    if strict:
+        problems = [
+            replace(p, severity="error") if p.severity == "warning" else p for p in problems
+        ]
+    return ValidateResult(
+        manifest_path=manifest_path,
+        problems=tuple(problems),
+        strict=strict,
+        model_count=len(loaded.models) if loaded is not None else 0,
+    )
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of neo.yaml."""
+    from neobuild import schema as schema_mod
+
+    return schema_mod.json_schema()
+
+
+def plan(
+    *,
+    manifest_path: Path,
+    patterns: Sequence[str] = (),
+    since: str | None = None,
+    shard: str | None = None,
+    matrix: int | None = None,
+    explain: str | None = None,
+    include_fresh: bool = False,
+) -> Plan:
+    """What ``package`` would do, and why."""
+    from neobuild import build
+
+    return build.make_plan(
+        manifest_path=manifest_path,
+        patterns=patterns,
+        since=since,
+        shard=shard,
+        matrix=matrix,
+        explain=explain,
+        include_fresh=include_fresh,
+    )
+
+
+def package(
+    *,
+    manifest_path: Path,
+    patterns: Sequence[str] = (),
+    all_models: bool = False,
+    jobs: int = 1,
+    keep_going: bool = False,
+    force: bool = False,
+    smoke: bool | None = None,
+    allow_incomplete: bool = False,
+    since: str | None = None,
+    shard: str | None = None,
+    wait: bool = False,
+    junit: Path | None = None,
+    out: Output | None = None,
+) -> BuildReport:
+    """Build every selected stale model; see :func:`neobuild.build.build`."""
+    from neobuild import build
+
+    return build.build(
+        manifest_path=manifest_path,
+        patterns=patterns,
+        all_models=all_models,
+        jobs=jobs,
+        keep_going=keep_going,
+        force=force,
+        smoke=smoke,
+        allow_incomplete=allow_incomplete,
+        since=since,
+        shard=shard,
+        wait=wait,
+        junit=junit,
+        out=out or Output(),
+    )
+
+
+def verify(*, manifest_path: Path) -> VerifyReport:
+    """Re-hash the outputs that neo.lock lists."""
+    from neobuild import build
+
+    return build.verify(manifest_path=manifest_path)
+
+
+def compile(
+    *,
+    manifest_path: Path,
+    patterns: Sequence[str] = (),
+    all_models: bool = False,
+    submit: bool = False,
+    wait: bool = False,
+    out: Output | None = None,
+) -> CompileResult:
+    """Pre-flight requests; with ``submit`` upload and create the jobs."""
+    from neobuild import build
+
+    return build.compile_(
+        manifest_path=manifest_path,
+        patterns=patterns,
+        all_models=all_models,
+        submit=submit,
+        wait=wait,
+        out=out or Output(),
+    )
