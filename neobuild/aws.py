@@ -1,0 +1,611 @@
+"""The one module that talks to AWS (boto3/botocore): S3 uploads and Neo compilation jobs.
+
+boto3 and botocore are imported inside functions, so that ``neobuild --help`` and every
+command that never reaches AWS stay fast and work without boto3 installed.
+
+Clients come from boto3's normal credential chain (environment, ``AWS_PROFILE``, SSO,
+instance roles) and region (``compile.region`` in neo.yaml, else the environment).
+``AWS_ENDPOINT_URL`` (and ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL_SAGEMAKER``) are
+honoured by botocore itself, which is how the tests reach a local moto server.
+
+Every botocore exception is wrapped into :class:`~neobuild.errors.AwsError` where it
+enters, with a hint saying what to do. Nothing here logs or returns credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from neobuild import __version__
+from neobuild.errors import AwsError
+
+#: CompilationJobStatus values that end a job (NEO_REFERENCE §1.4).
+TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "STOPPED"})
+
+#: Error codes that mean "slow down", whatever the service calls them.
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "ProvisionedThroughputExceededException",
+        "SlowDown",
+        "PriorRequestNotComplete",
+    }
+)
+
+#: Objects up to this size are sent with one PutObject carrying ChecksumSHA256.
+SINGLE_PUT_LIMIT = 64 * 1024 * 1024
+
+_S3_URI = re.compile(r"s3://([^/]+)/(.+)")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@functools.lru_cache(maxsize=1)
+def _create_job_input_shape() -> Any:
+    from botocore.session import get_session
+
+    service = get_session().get_service_model("sagemaker")
+    return service.operation_model("CreateCompilationJob").input_shape
+
+
+def validate_request_with_botocore(request: Mapping[str, Any]) -> list[str]:
+    """Check a CreateCompilationJob request with botocore's own client-side validator.
+
+    botocore checks types, required members, unknown keys and minimum lengths/values
+    (not patterns, maxima or enums: NEO_REFERENCE §1.2). An unknown key can also mean
+    the installed botocore predates the field.
+
+    Args:
+        request: the request as it would be passed to ``create_compilation_job(**request)``.
+
+    Returns:
+        One sentence per problem; empty when botocore accepts the request.
+    """
+    import botocore
+    from botocore.validate import ParamValidator
+
+    report = ParamValidator().validate(dict(request), _create_job_input_shape())
+    if not report.has_errors():
+        return []
+    problems = [line.strip() for line in report.generate_report().splitlines() if line.strip()]
+    return [
+        f"{p} (if it is a real API field, botocore {botocore.__version__} is too old: upgrade boto3)"
+        if p.startswith("Unknown parameter")
+        else p
+        for p in problems
+    ]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ClientError (``"ResourceInUse"``), else None."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code is not None else None
+    return None
+
+
+def is_throttling(exc: BaseException) -> bool:
+    """True when AWS asked us to slow down (the caller may retry later)."""
+    return error_code(exc) in THROTTLING_CODES
+
+
+def _client_message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        code = error.get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = error.get("Message") or ""
+        return f"{code}: {message}".rstrip(": ") if code else str(exc)
+    return str(exc)
+
+
+def wrap_error(exc: BaseException, action: str) -> AwsError:
+    """Turn a botocore exception into an AwsError saying what failed and what to do.
+
+    Args:
+        exc: the exception botocore raised.
+        action: what neobuild was doing, e.g. ``"uploading s3://b/k"``.
+    """
+    from botocore import exceptions as bx
+
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return AwsError(
+            f"{action}: no AWS credentials found",
+            hint="set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
+            "run `aws sso login`, or run where an instance/role provides credentials",
+        )
+    if isinstance(exc, bx.ProfileNotFound):
+        return AwsError(
+            f"{action}: {exc}",
+            hint="check AWS_PROFILE against ~/.aws/config and ~/.aws/credentials",
+        )
+    if isinstance(exc, bx.NoRegionError):
+        return AwsError(
+            f"{action}: no AWS region configured",
+            hint="set compile.region in neo.yaml, or AWS_REGION / AWS_DEFAULT_REGION",
+        )
+    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ReadTimeoutError):
+        return AwsError(
+            f"{action}: could not reach AWS ({exc})",
+            hint="check the network, the region name and AWS_ENDPOINT_URL if it is set",
+        )
+    if isinstance(exc, bx.ParamValidationError):
+        return AwsError(f"{action}: botocore rejected the request: {exc}")
+    if isinstance(exc, bx.ClientError):
+        code = error_code(exc) or ""
+        text = f"{action}: {_client_message(exc)}"
+        if code in {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}:
+            return AwsError(text, hint="the AWS session has expired: refresh the credentials")
+        if code in {
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+        }:
+            return AwsError(text, hint="the AWS credentials are not valid: check AWS_PROFILE")
+        if code in {"AccessDenied", "AccessDeniedException", "403", "Forbidden"}:
+            return AwsError(
+                text,
+                hint="the caller lacks an IAM permission for this call (s3:PutObject, "
+                "s3:GetObject, s3:GetBucketLocation, sagemaker:CreateCompilationJob, "
+                "sagemaker:DescribeCompilationJob, iam:PassRole on the role)",
+            )
+        if code in {"NoSuchBucket"}:
+            return AwsError(text, hint="create the bucket, or fix compile.s3_prefix in neo.yaml")
+        if code in THROTTLING_CODES:
+            return AwsError(text, hint="AWS is throttling requests: wait a minute and re-run")
+        return AwsError(text)
+    if isinstance(exc, bx.BotoCoreError):
+        return AwsError(f"{action}: {exc}")
+    return AwsError(f"{action}: {type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def aws_errors(action: str) -> Iterator[None]:
+    """Re-raise any botocore exception inside the block as an AwsError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, ClientError) as exc:
+        raise wrap_error(exc, action) from exc
+
+
+class JobExistsError(AwsError):
+    """CreateCompilationJob answered ResourceInUse: a job with this name exists."""
+
+
+# --------------------------------------------------------------------------- S3 URIs
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into bucket and key.
+
+    Raises:
+        AwsError: not an ``s3://`` URI with a bucket and a key.
+    """
+    match = _S3_URI.fullmatch(uri)
+    if match is None:
+        raise AwsError(
+            f"not an S3 object URI: {uri!r}", hint="use the form s3://bucket/prefix/model.tar.gz"
+        )
+    return match.group(1), match.group(2)
+
+
+def sha256_hex(digest: str) -> str:
+    """``"sha256:<hex>"`` or ``"<hex>"`` -> ``"<hex>"``."""
+    return digest.removeprefix("sha256:").lower()
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What :meth:`Aws.upload_file` did."""
+
+    uri: str
+    uploaded: bool  # False: an object with the same sha256 was already there
+    size: int
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What ``head_object`` says about an object."""
+
+    uri: str
+    size: int
+    sha256: str | None  # "sha256:<hex>" from x-amz-meta-sha256 or a single-part checksum
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """The parts of DescribeCompilationJob neobuild uses (NEO_REFERENCE §1.4)."""
+
+    name: str
+    arn: str | None
+    status: str
+    failure_reason: str | None
+    output: str | None  # ModelArtifacts.S3ModelArtifacts, read as given
+    inference_image: str | None
+    artifact_digest: str | None  # ModelDigests.ArtifactDigest
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_response(cls, data: Mapping[str, Any]) -> JobInfo:
+        """Build from a DescribeCompilationJob response."""
+        return cls(
+            name=str(data["CompilationJobName"]),
+            arn=data.get("CompilationJobArn"),
+            status=str(data.get("CompilationJobStatus", "UNKNOWN")),
+            failure_reason=data.get("FailureReason") or None,
+            output=(data.get("ModelArtifacts") or {}).get("S3ModelArtifacts") or None,
+            inference_image=data.get("InferenceImage") or None,
+            artifact_digest=(data.get("ModelDigests") or {}).get("ArtifactDigest") or None,
+        )
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One row of ListCompilationJobs."""
+
+    name: str
+    arn: str
+    status: str
+    target: str | None
+
+
+# --------------------------------------------------------------------------- clients
+
+
+class Aws:
+    """boto3 clients for one region, created on first use.
+
+    Tests attach ``botocore.stub.Stubber`` to :attr:`sagemaker` or :attr:`s3`.
+    """
+
+    def __init__(self, region: str | None = None) -> None:
+        import boto3
+        from botocore.config import Config
+
+        with aws_errors("setting up the AWS session"):
+            self._session = boto3.Session(region_name=region)
+        self._config = Config(
+            retries={"mode": "standard", "max_attempts": 5},
+            user_agent_extra=f"neobuild/{__version__}",
+            connect_timeout=20,
+            read_timeout=60,
+        )
+        self._clients: dict[str, Any] = {}
+
+    @property
+    def region(self) -> str | None:
+        """The region the clients use (``compile.region`` or the environment)."""
+        region = self._session.region_name
+        return str(region) if region else None
+
+    def client(self, service: str) -> Any:
+        """The (cached) boto3 client for ``service``."""
+        if service not in self._clients:
+            with aws_errors(f"creating the {service} client"):
+                self._clients[service] = self._session.client(service, config=self._config)
+        return self._clients[service]
+
+    @property
+    def s3(self) -> Any:
+        return self.client("s3")
+
+    @property
+    def sagemaker(self) -> Any:
+        return self.client("sagemaker")
+
+    # ----------------------------------------------------------------------- S3
+
+    def bucket_region(self, bucket: str) -> str:
+        """The region a bucket lives in (GetBucketLocation; ``None`` means us-east-1).
+
+        Raises:
+            AwsError: the bucket does not exist or cannot be read.
+        """
+        from botocore.exceptions import ClientError
+
+        action = f"looking up the region of bucket {bucket}"
+        try:
+            location = self.s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+        except ClientError as exc:
+            if error_code(exc) in {"AccessDenied", "403"}:
+                # GetBucketLocation may be denied while HeadBucket is allowed.
+                with aws_errors(action):
+                    head = self.s3.head_bucket(Bucket=bucket)
+                headers = head.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+                region = head.get("BucketRegion") or headers.get("x-amz-bucket-region")
+                if region:
+                    return str(region)
+            raise wrap_error(exc, action) from exc
+        except Exception as exc:
+            raise wrap_error(exc, action) from exc
+        if not location:
+            return "us-east-1"
+        if location == "EU":
+            return "eu-west-1"
+        return str(location)
+
+    def check_bucket_region(self, bucket: str) -> None:
+        """Fail unless the bucket is in this client's region (Neo requires it, §1.3 rule 7)."""
+        region = self.region
+        found = self.bucket_region(bucket)
+        if region and found != region:
+            raise AwsError(
+                f"bucket {bucket} is in region {found}, but SageMaker Neo is called in {region}; "
+                "Neo only reads input from a bucket in its own region",
+                hint=f"set compile.region: {found} in neo.yaml, or use a bucket in {region} "
+                "for compile.s3_prefix",
+            )
+
+    def head_object(self, uri: str) -> ObjectInfo | None:
+        """Describe the object at ``uri``, or None when there is none.
+
+        Raises:
+            AwsError: any failure other than "not found".
+        """
+        from botocore.exceptions import ClientError
+
+        bucket, key = parse_s3_uri(uri)
+        try:
+            head = self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise wrap_error(exc, f"reading {uri}") from exc
+        except Exception as exc:
+            raise wrap_error(exc, f"reading {uri}") from exc
+        digest = (head.get("Metadata") or {}).get("sha256")
+        if not digest:
+            checksum = head.get("ChecksumSHA256")
+            # a multipart checksum ("...-3") is a checksum of checksums: not the file's.
+            if checksum and "-" not in checksum:
+                digest = base64.b64decode(checksum).hex()
+        return ObjectInfo(
+            uri=uri,
+            size=int(head.get("ContentLength", 0)),
+            sha256=f"sha256:{sha256_hex(digest)}" if digest else None,
+            etag=head.get("ETag"),
+        )
+
+    def require_object(self, uri: str, *, sha256: str | None = None) -> ObjectInfo:
+        """The pre-submit check: the object exists (and has the expected sha256 when known).
+
+        Raises:
+            AwsError: the object is missing or holds other bytes.
+        """
+        info = self.head_object(uri)
+        if info is None:
+            raise AwsError(
+                f"S3 object does not exist: {uri}",
+                hint="run `neobuild compile --submit` to upload the archive first, "
+                "or check InputConfig.S3Uri in the request",
+            )
+        if sha256 and info.sha256 and sha256_hex(info.sha256) != sha256_hex(sha256):
+            raise AwsError(
+                f"S3 object {uri} has sha256 {info.sha256}, expected {sha256}",
+                hint="re-run `neobuild compile --submit` to upload the current archive",
+            )
+        return info
+
+    def upload_file(self, path: Path, uri: str, *, sha256: str) -> UploadResult:
+        """Upload ``path`` to ``uri`` unless an object with the same sha256 is already there.
+
+        The object carries ``x-amz-meta-sha256`` (the hex digest), and S3 verifies the bytes
+        against ``ChecksumSHA256`` on the way in.
+
+        Args:
+            path: the local file.
+            uri: ``s3://bucket/key``.
+            sha256: the file's digest, ``"sha256:<hex>"`` or bare hex.
+        """
+        bucket, key = parse_s3_uri(uri)
+        size = path.stat().st_size
+        existing = self.head_object(uri)
+        if existing is not None and existing.sha256 == f"sha256:{sha256_hex(sha256)}":
+            return UploadResult(uri=uri, uploaded=False, size=existing.size)
+        digest_hex = sha256_hex(sha256)
+        metadata = {"sha256": digest_hex}
+        with aws_errors(f"uploading {path} to {uri}"):
+            if size <= SINGLE_PUT_LIMIT:
+                with path.open("rb") as body:
+                    self.s3.put_object(
+                        Bucket=bucket,
+                        Key=key,
+                        Body=body,
+                        Metadata=metadata,
+                        ChecksumSHA256=base64.b64encode(bytes.fromhex(digest_hex)).decode(),
+                        ContentType="application/gzip",
+                    )
+            else:
+                self.s3.upload_file(
+                    str(path),
+                    bucket,
+                    key,
+                    ExtraArgs={
+                        "Metadata": metadata,
+                        "ChecksumAlgorithm": "SHA256",
+                        "ContentType": "application/gzip",
+                    },
+                )
+        return UploadResult(uri=uri, uploaded=True, size=size)
+
+    def put_bytes(self, uri: str, data: bytes) -> None:
+        """Write a small object in one PutObject, with its sha256 (cache entries)."""
+        bucket, key = parse_s3_uri(uri)
+        digest = hashlib.sha256(data).digest()
+        with aws_errors(f"writing {uri}"):
+            self.s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=data,
+                Metadata={"sha256": digest.hex()},
+                ChecksumSHA256=base64.b64encode(digest).decode(),
+            )
+
+    def get_bytes(self, uri: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = parse_s3_uri(uri)
+        try:
+            response = self.s3.get_object(Bucket=bucket, Key=key)
+            return bytes(response["Body"].read())
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise wrap_error(exc, f"reading {uri}") from exc
+        except Exception as exc:
+            raise wrap_error(exc, f"reading {uri}") from exc
+
+    def download_file(self, uri: str, dest: Path) -> bool:
+        """Download ``uri`` to ``dest``; False when there is no such object."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = parse_s3_uri(uri)
+        try:
+            self.s3.download_file(bucket, key, str(dest))
+        except ClientError as exc:
+            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise wrap_error(exc, f"downloading {uri}") from exc
+        except Exception as exc:
+            raise wrap_error(exc, f"downloading {uri}") from exc
+        return True
+
+    def delete_object(self, uri: str) -> None:
+        bucket, key = parse_s3_uri(uri)
+        with aws_errors(f"deleting {uri}"):
+            self.s3.delete_object(Bucket=bucket, Key=key)
+
+    # ----------------------------------------------------------------------- Neo jobs
+
+    def create_compilation_job(self, request: Mapping[str, Any]) -> str:
+        """Create a compilation job and return its ARN.
+
+        Raises:
+            JobExistsError: a job with this name already exists (ResourceInUse).
+            AwsError: any other refusal.
+        """
+        from botocore.exceptions import ClientError
+
+        name = request.get("CompilationJobName", "?")
+        action = f"creating compilation job {name}"
+        try:
+            response = self.sagemaker.create_compilation_job(**request)
+        except ClientError as exc:
+            if error_code(exc) == "ResourceInUse":
+                raise JobExistsError(f"compilation job {name} already exists") from exc
+            if error_code(exc) == "ResourceLimitExceeded":
+                raise AwsError(
+                    f"{action}: {_client_message(exc)}",
+                    hint="too many compilation jobs are running in this account and region: "
+                    "wait for some to finish or ask AWS for a higher quota",
+                ) from exc
+            raise wrap_error(exc, action) from exc
+        except Exception as exc:
+            raise wrap_error(exc, action) from exc
+        return str(response["CompilationJobArn"])
+
+    def describe_compilation_job(self, name: str) -> JobInfo:
+        """DescribeCompilationJob (throttling errors are raised as botocore raised them,
+        so a poller can back off; everything else is wrapped)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return JobInfo.from_response(
+                self.sagemaker.describe_compilation_job(CompilationJobName=name)
+            )
+        except ClientError as exc:
+            if is_throttling(exc):
+                raise
+            raise wrap_error(exc, f"describing compilation job {name}") from exc
+        except Exception as exc:
+            raise wrap_error(exc, f"describing compilation job {name}") from exc
+
+    def find_compilation_job(self, name: str) -> JobInfo | None:
+        """Like :meth:`describe_compilation_job`, but None when no job has this name."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.describe_compilation_job(name)
+        except AwsError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and error_code(cause) in {
+                "ResourceNotFound",
+                "ValidationException",
+            }:
+                return None
+            raise
+
+    def list_compilation_jobs(
+        self, *, name_contains: str | None = None, status: str | None = None
+    ) -> list[JobSummary]:
+        """ListCompilationJobs through its paginator, newest first."""
+        kwargs: dict[str, Any] = {"SortBy": "CreationTime", "SortOrder": "Descending"}
+        if name_contains:
+            kwargs["NameContains"] = name_contains
+        if status:
+            kwargs["StatusEquals"] = status
+        jobs: list[JobSummary] = []
+        with aws_errors("listing compilation jobs"):
+            for page in self.sagemaker.get_paginator("list_compilation_jobs").paginate(**kwargs):
+                for row in page.get("CompilationJobSummaries", []):
+                    target = row.get("CompilationTargetDevice")
+                    if target is None and row.get("CompilationTargetPlatformOs"):
+                        parts = [
+                            row.get("CompilationTargetPlatformOs"),
+                            row.get("CompilationTargetPlatformArch"),
+                            row.get("CompilationTargetPlatformAccelerator"),
+                        ]
+                        target = "-".join(str(p) for p in parts if p)
+                    jobs.append(
+                        JobSummary(
+                            name=str(row["CompilationJobName"]),
+                            arn=str(row["CompilationJobArn"]),
+                            status=str(row["CompilationJobStatus"]),
+                            target=target,
+                        )
+                    )
+        return jobs
+
+    def stop_compilation_job(self, name: str) -> None:
+        """Ask Neo to stop a job.
+
+        Raises:
+            AwsError: the stop was refused (including by servers that do not implement it).
+        """
+        with aws_errors(f"stopping compilation job {name}"):
+            self.sagemaker.stop_compilation_job(CompilationJobName=name)
+
+
+def connect(region: str | None = None) -> Aws:
+    """Clients for ``region`` (None: the environment's region) from boto3's credential chain."""
+    return Aws(region)
