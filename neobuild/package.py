@@ -1,0 +1,507 @@
+"""Deterministic, streamed ``model.tar.gz`` archives, and hashing.
+
+The archive is what SageMaker Neo reads, and its sha256 is what ``neo.lock`` records, so the
+same files must give the same bytes on any machine, on any day:
+
+* members sorted by path, directories included (``variables/``) before their files;
+* uid/gid 0, empty user and group names, mtime 0, modes normalised to 0o644 for files and
+  0o755 for directories and executables;
+* POSIX (pax) tar format; a pax header appears only for a path longer than 100 bytes, a
+  non-ASCII path or a file over 8 GiB, and never carries a time;
+* gzip header with mtime 0, no file name, OS byte 255 ("unknown").
+
+Packing is one streaming pass: tar -> deflate -> a writer that hashes the compressed bytes
+and writes them to a temporary file beside the destination, renamed into place at the end
+(:mod:`neobuild.atomic`). Memory stays flat whatever the size of the weights.
+
+Deflate comes from ISA-L (``isal``) at :data:`COMPRESS_LEVEL`, several times faster than
+zlib. When ``isal`` is missing the standard library's zlib is used instead; the archive is
+just as valid and deterministic, but its bytes (and hash) differ from an isal-built one.
+:data:`COMPRESSOR` names the implementation in use.
+
+Links, devices, absolute paths and ``..`` never go in: Neo's hosting cannot extract links,
+and an archive must not write outside the directory it is extracted in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import posixpath
+import stat
+import struct
+import tarfile
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import BinaryIO, Protocol, cast
+
+from neobuild.atomic import atomic_writer
+from neobuild.errors import PackageError
+
+__all__ = [
+    "COMPRESSOR",
+    "COMPRESS_LEVEL",
+    "ArchiveInfo",
+    "check_archive",
+    "hash_bytes",
+    "hash_file",
+    "pack",
+    "read_members",
+]
+
+_isal_zlib: ModuleType | None
+try:  # pragma: no branch - which one depends on the installation
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    _isal_zlib = None
+
+# What a corrupt archive raises while it is read.
+_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, tarfile.TarError, zlib.error)
+if _isal_zlib is not None:
+    _READ_ERRORS += (_isal_zlib.error,)
+
+BLOCK_SIZE = 1024 * 1024
+"""Read and write granularity: 1 MiB."""
+
+COMPRESS_LEVEL = 1
+"""Deflate level: ISA-L's fastest (weights hardly compress; speed matters more)."""
+
+ZLIB_LEVEL = 6
+"""Deflate level of the zlib fallback."""
+
+COMPRESSOR = f"isal-{COMPRESS_LEVEL}" if _isal_zlib is not None else f"zlib-{ZLIB_LEVEL}"
+"""The deflate implementation and level in use (``isal-1`` or ``zlib-6``)."""
+
+FILE_MODE = 0o644
+EXEC_MODE = 0o755
+DIR_MODE = 0o755
+
+# gzip member header (RFC 1952): magic, CM=deflate, FLG=0 (no name, no comment, no extra),
+# MTIME=0, XFL=0, OS=255 (unknown) -- identical on every platform.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+_HINT_EXPORT = "make the export write plain regular files inside its output directory"
+
+
+@dataclass(frozen=True)
+class ArchiveInfo:
+    """A written archive: where it is, its ``sha256:`` hash, size in bytes, and members.
+
+    ``members`` are the archive paths in archive order; directories end with ``/``.
+    """
+
+    path: Path
+    sha256: str
+    size: int
+    members: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def hash_bytes(data: bytes) -> str:
+    """The ``sha256:<hex>`` digest of ``data``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    """The ``sha256:<hex>`` digest of a file, read in 1 MiB blocks.
+
+    Raises:
+        PackageError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as stream:
+            while block := stream.read(BLOCK_SIZE):
+                digest.update(block)
+    except OSError as exc:
+        raise PackageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return "sha256:" + digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class _Compressor(Protocol):
+    def compress(self, data: bytes, /) -> bytes: ...
+
+    def flush(self, mode: int = ..., /) -> bytes: ...
+
+
+def _raw_deflate(use_isal: bool) -> tuple[_Compressor, Callable[[bytes, int], int]]:
+    """A raw-deflate compressor and the matching crc32 function."""
+    if use_isal and _isal_zlib is not None:
+        return (
+            _isal_zlib.compressobj(COMPRESS_LEVEL, _isal_zlib.DEFLATED, -15),
+            _isal_zlib.crc32,
+        )
+    return zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15), zlib.crc32
+
+
+class _GzipHashWriter(io.RawIOBase):
+    """A write-only stream: gzip-compresses what it gets, hashes and writes the output.
+
+    The gzip framing is written here rather than by ``gzip.GzipFile`` so that every header
+    byte is fixed (no file name, mtime 0, OS unknown) whichever deflate library runs.
+    """
+
+    def __init__(self, sink: BinaryIO, *, use_isal: bool = True) -> None:
+        super().__init__()
+        self._sink = sink
+        self._deflate, self._crc32 = _raw_deflate(use_isal)
+        self._crc = 0
+        self._isize = 0
+        self.digest = hashlib.sha256()
+        self.compressed_size = 0
+        self._emit(_GZIP_HEADER)
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self.digest.update(data)
+            self._sink.write(data)
+            self.compressed_size += len(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._isize
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        chunk = bytes(data)
+        self._crc = self._crc32(chunk, self._crc)
+        self._isize += len(chunk)
+        self._emit(self._deflate.compress(chunk))
+        return len(chunk)
+
+    def finish(self) -> None:
+        """Flush the deflate stream and write the gzip trailer (crc32, size mod 2**32)."""
+        self._emit(self._deflate.flush())
+        self._emit(struct.pack("<II", self._crc & 0xFFFFFFFF, self._isize & 0xFFFFFFFF))
+
+
+def _check_member_path(name: str, *, what: str) -> str:
+    """Return ``name`` if it is a clean relative posix path, else raise PackageError."""
+    if not name or name != name.strip() or "\\" in name or "\x00" in name:
+        raise PackageError(f"{what} {name!r}: not a usable archive path", hint=_HINT_EXPORT)
+    if name.startswith("/") or _is_drive_path(name):
+        raise PackageError(
+            f"{what} {name!r}: absolute paths cannot go into an archive", hint=_HINT_EXPORT
+        )
+    parts = name.split("/")
+    if ".." in parts:
+        raise PackageError(
+            f"{what} {name!r}: '..' would point outside the archive", hint=_HINT_EXPORT
+        )
+    normal = posixpath.normpath(name)
+    if normal != name.rstrip("/") or normal in (".", ""):
+        raise PackageError(
+            f"{what} {name!r}: not a normalised relative path (expected {normal!r})",
+            hint=_HINT_EXPORT,
+        )
+    return normal
+
+
+def _is_drive_path(name: str) -> bool:
+    """True for Windows-style drive paths (``C:/x``), which are absolute somewhere."""
+    return len(name) >= 2 and name[1] == ":" and name[0].isalpha()
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "not a regular file"
+
+
+def _check_parents(export_dir: Path, name: str) -> None:
+    """Refuse a path whose directories (below export_dir) are symlinks or not directories."""
+    parts = name.split("/")[:-1]
+    current = export_dir
+    for part in parts:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError as exc:
+            raise PackageError(
+                f"{export_dir / name}: missing (directory {current} does not exist)",
+                hint=_HINT_EXPORT,
+            ) from exc
+        if not stat.S_ISDIR(mode):
+            raise PackageError(
+                f"{export_dir / name}: {current} is {_kind(mode)}, not a directory; "
+                "links cannot go into an archive",
+                hint=_HINT_EXPORT,
+            )
+
+
+def _tarinfo(
+    name: str, *, size: int = 0, mode: int = FILE_MODE, is_dir: bool = False
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+    info.size = 0 if is_dir else size
+    info.mode = DIR_MODE if is_dir else mode
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str  # archive path, without trailing slash
+    is_dir: bool = False
+    source: Path | None = None  # a file under export_dir
+    data: bytes | None = None  # extra content
+
+    @property
+    def member(self) -> str:
+        return self.name + "/" if self.is_dir else self.name
+
+
+def _entries(export_dir: Path, files: Sequence[str], extra: Mapping[str, bytes]) -> list[_Entry]:
+    """Every archive member, checked and sorted, with the directories the files need."""
+    entries: dict[str, _Entry] = {}
+    for raw in files:
+        name = _check_member_path(raw, what=f"{export_dir / raw}:")
+        path = export_dir / name
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            _check_parents(export_dir, name)
+            raise PackageError(f"{path}: missing", hint="the export did not write it") from None
+        if stat.S_ISDIR(mode):
+            _check_parents(export_dir, name + "/x")
+            entries[name] = _Entry(name, is_dir=True)
+        else:
+            entries[name] = _Entry(name, source=path)
+    for raw, data in extra.items():
+        name = _check_member_path(raw, what="extra file")
+        if name in entries:
+            raise PackageError(
+                f"extra file {name!r} collides with an exported file of the same path",
+                hint="rename the exported file or the extra file",
+            )
+        entries[name] = _Entry(name, data=bytes(data))
+    for name in list(entries):
+        parent = posixpath.dirname(name)
+        while parent:
+            existing = entries.get(parent)
+            if existing is not None and not existing.is_dir:
+                raise PackageError(
+                    f"{parent!r} is both a file and the directory of {name!r}",
+                    hint=_HINT_EXPORT,
+                )
+            entries.setdefault(parent, _Entry(parent, is_dir=True))
+            parent = posixpath.dirname(parent)
+    return sorted(entries.values(), key=lambda e: e.member)
+
+
+def _add_file(tar: tarfile.TarFile, entry: _Entry) -> None:
+    assert entry.source is not None
+    path = entry.source
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
+    except OSError as exc:
+        try:
+            kind = _kind(os.lstat(path).st_mode)
+        except OSError:
+            kind = exc.strerror or str(exc)
+        raise PackageError(
+            f"{path}: {kind}; only regular files go into an archive", hint=_HINT_EXPORT
+        ) from exc
+    with os.fdopen(fd, "rb") as stream:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PackageError(
+                f"{path}: {_kind(st.st_mode)}; only regular files go into an archive",
+                hint=_HINT_EXPORT,
+            )
+        if st.st_nlink > 1:
+            raise PackageError(
+                f"{path}: a hardlink ({st.st_nlink} names for one file); "
+                "only plain files go into an archive",
+                hint="write a copy instead of a link",
+            )
+        os.set_blocking(fd, True)
+        mode = EXEC_MODE if st.st_mode & 0o111 else FILE_MODE
+        info = _tarinfo(entry.name, size=st.st_size, mode=mode)
+        try:
+            tar.addfile(info, stream)
+        except OSError as exc:  # the file shrank while it was read, or an I/O error
+            raise PackageError(
+                f"{path}: could not be read completely ({exc}); was it modified while packing?",
+                hint="run the build again",
+            ) from exc
+
+
+def pack(
+    export_dir: Path,
+    files: Sequence[str],
+    dest: Path,
+    *,
+    extra: Mapping[str, bytes] | None = None,
+    use_isal: bool = True,
+) -> ArchiveInfo:
+    """Write a deterministic ``model.tar.gz`` of ``files`` (and ``extra``) to ``dest``.
+
+    Args:
+        export_dir: The directory the files are relative to.
+        files: Posix paths relative to ``export_dir``; they go to the archive root under the
+            same relative path. A directory listed here is added as an (empty) directory.
+        dest: The archive to write (atomically; its directory is created if needed).
+        extra: Archive path -> content of generated files, e.g. ``{"code/inference.py": b"..."}``.
+        use_isal: Deflate with ISA-L when installed (the default); ``False`` forces zlib,
+            whose bytes differ.
+
+    Returns:
+        The archive's path, ``sha256:`` hash, size and member list.
+
+    Raises:
+        PackageError: a file is missing, is a link, device or FIFO, a path is absolute or
+            has ``..``, or the archive cannot be written. The message names the file.
+    """
+    export_dir = Path(export_dir)
+    dest = Path(dest)
+    entries = _entries(export_dir, files, extra or {})
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_writer(dest) as sink:
+            writer = _GzipHashWriter(sink, use_isal=use_isal)
+            tar = tarfile.TarFile(
+                fileobj=writer,
+                mode="w",
+                format=tarfile.PAX_FORMAT,
+                encoding="utf-8",
+                copybufsize=BLOCK_SIZE,
+            )
+            for entry in entries:
+                if entry.is_dir:
+                    tar.addfile(_tarinfo(entry.name, is_dir=True))
+                elif entry.data is not None:
+                    info = _tarinfo(entry.name, size=len(entry.data))
+                    tar.addfile(info, io.BytesIO(entry.data))
+                else:
+                    _add_file(tar, entry)
+            tar.close()
+            writer.finish()
+    except PackageError:
+        raise
+    except OSError as exc:
+        raise PackageError(
+            f"cannot write {dest}: {exc.strerror or exc}",
+            hint="check the build directory is writable and the disk is not full",
+        ) from exc
+    return ArchiveInfo(
+        path=dest,
+        sha256="sha256:" + writer.digest.hexdigest(),
+        size=writer.compressed_size,
+        members=tuple(e.member for e in entries),
+    )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _open_gzip(path: Path) -> BinaryIO:
+    if _isal_zlib is not None:
+        from isal import igzip
+
+        return cast(BinaryIO, igzip.open(path, "rb"))  # type: ignore[no-untyped-call]
+    import gzip
+
+    return cast(BinaryIO, gzip.open(path, "rb"))
+
+
+def _iter_members(path: Path) -> Iterable[tarfile.TarInfo]:
+    """Stream the members of a gzip tar; raises OSError/tarfile errors on a bad archive."""
+    with _open_gzip(path) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
+        yield from tar
+
+
+def _magic(path: Path) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read(4)
+
+
+def _member_name(info: tarfile.TarInfo) -> str:
+    return info.name + "/" if info.isdir() else info.name
+
+
+def _member_problems(info: tarfile.TarInfo) -> list[str]:
+    name = info.name
+    problems: list[str] = []
+    if info.issym():
+        problems.append(f"{name}: a symlink (to {info.linkname!r}); Neo cannot extract links")
+    elif info.islnk():
+        problems.append(f"{name}: a hardlink (to {info.linkname!r}); Neo cannot extract links")
+    elif not (info.isreg() or info.isdir()):
+        problems.append(f"{name}: not a regular file or directory (a device or FIFO)")
+    if name.startswith("/") or _is_drive_path(name):
+        problems.append(f"{name}: an absolute path")
+    if ".." in name.split("/"):
+        problems.append(f"{name}: a '..' path that points outside the archive")
+    return problems
+
+
+def check_archive(path: Path) -> list[str]:
+    """Every problem that would stop Neo from using ``path`` as its input archive.
+
+    Checks: the file is gzip-compressed, the content is a tar, and every member is a regular
+    file or directory with a relative path without ``..`` (no links, devices or FIFOs).
+
+    Args:
+        path: The archive to check.
+
+    Returns:
+        The problems, one sentence each; empty when the archive is fine.
+    """
+    path = Path(path)
+    try:
+        magic = _magic(path)
+    except OSError as exc:
+        return [f"{path}: cannot be read: {exc.strerror or exc}"]
+    if magic[:2] != b"\x1f\x8b":
+        if magic == b"PK\x03\x04":
+            return [f"{path}: a zip archive, not a gzip-compressed tar"]
+        return [f"{path}: not gzip-compressed (Neo needs a .tar.gz)"]
+    problems: list[str] = []
+    count = 0
+    try:
+        for info in _iter_members(path):
+            count += 1
+            problems.extend(f"{path}: member {p}" for p in _member_problems(info))
+    except _READ_ERRORS as exc:
+        problems.append(f"{path}: not a valid gzip-compressed tar ({exc})")
+        return problems
+    if count == 0:
+        problems.append(f"{path}: an empty archive")
+    return problems
+
+
+def read_members(path: Path) -> list[str]:
+    """The member paths of a ``.tar.gz``, in archive order (directories end with ``/``).
+
+    Raises:
+        PackageError: the file is missing or not a gzip-compressed tar.
+    """
+    try:
+        return [_member_name(info) for info in _iter_members(Path(path))]
+    except _READ_ERRORS as exc:
+        raise PackageError(
+            f"{path}: not a readable gzip-compressed tar ({exc})",
+            hint="delete it and run `neobuild package` again",
+        ) from exc
