@@ -1,0 +1,307 @@
+"""A model's input fingerprint: one digest over named parts, and the parts themselves.
+
+The digest covers six *parts*:
+
+``manifest``      the model's resolved entry (``Model.canonical_json()``)
+``sources``       the sorted repo-relative paths and contents of the files its
+                  ``sources`` globs match (plus the export file)
+``requirements``  its inline requirements and its requirements file's content
+``templates``     a hash of the templates it renders (given by the caller)
+``neobuild``      the neobuild version
+``adapter``       the framework adapter's name and version
+
+Next to them, :attr:`Fingerprint.parts` keeps *details* that never enter the digest on
+their own (they are already folded into a part) but let ``plan`` name what changed:
+``manifest.<field>`` per top-level field of the entry and ``source:<path>`` per
+source file, each a 16-hex-digit prefix of a SHA-256 (collisions between two versions
+of one field or file are not a concern at 64 bits; the digest uses full hashes).
+neo.lock stores all of them in ``fingerprint_parts``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from neobuild import __version__
+from neobuild.model import Manifest, Model
+from neobuild.statcache import StatCache
+
+#: The parts that make up the digest, in the order ``plan --explain`` shows them.
+PARTS = ("manifest", "sources", "requirements", "templates", "neobuild", "adapter")
+FIELD_PREFIX = "manifest."
+SOURCE_PREFIX = "source:"
+
+#: Directory names never walked into when expanding source globs (unless a glob's
+#: literal prefix names them explicitly).
+PRUNED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".neobuild",
+        ".venv",
+        "venv",
+        "node_modules",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+        ".nox",
+    }
+)
+#: Files at the repository root that neobuild itself writes; never a model's input.
+IGNORED_ROOT_FILES = frozenset({"neo.lock", "neo.lock.lock"})
+
+_WILDCARDS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """A model's input digest (``sha256:<hex>``) and the named parts it was made from."""
+
+    digest: str
+    parts: dict[str, str]
+
+    def summary(self) -> dict[str, str]:
+        """Only the parts that make up the digest (no per-field or per-file details)."""
+        return {k: self.parts[k] for k in PARTS if k in self.parts}
+
+
+def short_hash(data: bytes) -> str:
+    """A 16-hex-digit SHA-256 prefix, for per-field and per-file details."""
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def adapter_version(framework: str) -> str:
+    """``<framework>@<adapter version>``; version ``0`` while the adapter does not exist."""
+    try:
+        from neobuild.frameworks import get_adapter
+
+        version = str(get_adapter(framework).version)
+    except (ImportError, KeyError, AttributeError):
+        version = "0"
+    return f"{framework}@{version}"
+
+
+class SourceIndex:
+    """Expands source globs against one repository, walking each directory at most once.
+
+    Directories named in :data:`PRUNED_DIRS` and the build directory are not walked.
+    File symlinks count (their target's content is hashed); directory symlinks are
+    not followed.
+    """
+
+    def __init__(self, root: Path, *, build_dir: Path | None = None) -> None:
+        self.root = root.resolve()
+        self._build_dir = build_dir.resolve() if build_dir is not None else None
+        self._walked: dict[str, dict[str, os.stat_result]] = {}
+
+    def files_under(self, prefix: str) -> dict[str, os.stat_result]:
+        """Every file below the repo-relative directory ``prefix`` ("" for the root)."""
+        cached = self._walked.get(prefix)
+        if cached is not None:
+            return cached
+        # Reuse the walk of an ancestor directory when there is one.
+        for walked, files in self._walked.items():
+            if walked == "" or prefix.startswith(walked + "/"):
+                head = prefix + "/"
+                found = {p: st for p, st in files.items() if p.startswith(head)}
+                self._walked[prefix] = found
+                return found
+        found = {}
+        self._walk(self.root / prefix if prefix else self.root, prefix, found)
+        self._walked[prefix] = found
+        return found
+
+    def _walk(self, directory: Path, rel: str, out: dict[str, os.stat_result]) -> None:
+        try:
+            entries = list(os.scandir(directory))
+        except (NotADirectoryError, FileNotFoundError, PermissionError):
+            return
+        for entry in entries:
+            path = f"{rel}/{entry.name}" if rel else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if entry.name in PRUNED_DIRS:
+                        continue
+                    if self._build_dir is not None and Path(entry.path) == self._build_dir:
+                        continue
+                    self._walk(Path(entry.path), path, out)
+                elif entry.is_file():
+                    if not rel and entry.name in IGNORED_ROOT_FILES:
+                        continue
+                    out[path] = entry.stat()
+            except OSError:
+                continue
+
+    def match(self, patterns: Iterable[str]) -> dict[str, os.stat_result]:
+        """The files matched by any of the repo-relative glob ``patterns``.
+
+        ``*`` and ``?`` stay inside one path component, ``**`` spans any number of
+        them, ``[...]`` is a character class; a pattern without wildcards naming a
+        directory means every file below it.
+        """
+        out: dict[str, os.stat_result] = {}
+        for pattern in patterns:
+            pattern = pattern.strip("/")
+            if pattern.startswith("./"):
+                pattern = pattern[2:]
+            prefix = _literal_prefix(pattern)
+            if prefix == pattern:  # no wildcard: a file or a directory
+                target = self.root / pattern
+                try:
+                    st = os.stat(target)
+                except OSError:
+                    continue
+                if os.path.isfile(target):
+                    out[pattern] = st
+                else:
+                    out.update(self.files_under(pattern))
+                continue
+            regex = _glob_regex(pattern)
+            for path, st in self.files_under(prefix).items():
+                if regex.match(path):
+                    out[path] = st
+        return out
+
+
+def _literal_prefix(pattern: str) -> str:
+    parts = pattern.split("/")
+    literal: list[str] = []
+    for part in parts:
+        if _WILDCARDS.search(part):
+            break
+        literal.append(part)
+    return "/".join(literal)
+
+
+@lru_cache(maxsize=4096)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out: list[str] = []
+    parts = pattern.split("/")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part == "**":
+            out.append(".*" if last else "(?:[^/]+/)*")
+            continue
+        j = 0
+        while j < len(part):
+            ch = part[j]
+            if ch == "*":
+                out.append("[^/]*")
+            elif ch == "?":
+                out.append("[^/]")
+            elif ch == "[":
+                end = part.find("]", j + 2 if part[j + 1 : j + 2] in ("!", "]") else j + 1)
+                if end == -1:
+                    out.append(re.escape(ch))
+                else:
+                    body = part[j + 1 : end]
+                    if body.startswith("!"):
+                        body = "^" + body[1:]
+                    out.append(f"[{body.replace(chr(92), chr(92) * 2)}]")
+                    j = end
+            else:
+                out.append(re.escape(ch))
+            j += 1
+        if not last:
+            out.append("/")
+    return re.compile("".join(out) + r"\Z")
+
+
+def source_patterns(model: Model) -> tuple[str, ...]:
+    """The model's source globs; the export file's directory when none are declared."""
+    if model.sources:
+        return model.sources
+    if model.export.path:
+        parent = Path(model.export.path).parent.as_posix()
+        return ("**",) if parent in ("", ".") else (f"{parent}/**",)
+    return ()
+
+
+def source_files(model: Model, index: SourceIndex) -> dict[str, os.stat_result]:
+    """The files that are a model's sources: its globs' matches plus its export file."""
+    files = index.match(source_patterns(model))
+    if model.export.path and model.export.path not in files:
+        files.update(index.match([model.export.path]))
+    return files
+
+
+def fingerprint(
+    manifest: Manifest,
+    model: Model,
+    *,
+    stat_cache: StatCache | None = None,
+    templates_hash: str = "",
+    index: SourceIndex | None = None,
+) -> Fingerprint:
+    """Compute a model's fingerprint.
+
+    Args:
+        manifest: the loaded manifest (for the root and build directory).
+        model: the model.
+        stat_cache: skips reading unchanged files; a private one is used when None.
+        templates_hash: the hash of the templates this model renders
+            (``render.templates_hash``).
+        index: a :class:`SourceIndex` shared between models, so each directory is
+            walked once per run.
+
+    Returns:
+        The digest and its parts (see the module docstring).
+    """
+    root = manifest.root
+    if stat_cache is None:
+        stat_cache = StatCache(root)
+    if index is None:
+        index = SourceIndex(root, build_dir=manifest.build_dir)
+    parts: dict[str, str] = {}
+
+    parts["manifest"] = _sha(model.canonical_json().encode())
+    for key, value in model.to_json().items():
+        blob = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        parts[FIELD_PREFIX + key] = short_hash(blob)
+
+    lines: list[str] = []
+    for path, st in sorted(source_files(model, index).items()):
+        try:
+            digest = stat_cache.hash(root / path, st)
+        except OSError as exc:  # unreadable: still a distinct, visible state
+            digest = f"unreadable:{exc.strerror}"
+        lines.append(f"{path}\0{digest}\n")
+        parts[SOURCE_PREFIX + path] = short_hash(digest.encode())
+    parts["sources"] = _sha("".join(lines).encode())
+
+    parts["requirements"] = _requirements_hash(root, model, stat_cache)
+    parts["templates"] = templates_hash or "none"
+    parts["neobuild"] = __version__
+    parts["adapter"] = adapter_version(model.framework)
+    return Fingerprint(digest=digest_of(parts), parts=parts)
+
+
+def digest_of(parts: Mapping[str, str]) -> str:
+    """The digest over the six main parts (details are already folded into them)."""
+    summary = {k: parts.get(k, "") for k in PARTS}
+    return _sha(json.dumps(summary, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _requirements_hash(root: Path, model: Model, stat_cache: StatCache) -> str:
+    content = "none"
+    if model.requirements_file:
+        try:
+            content = stat_cache.hash(root / model.requirements_file)
+        except OSError:
+            content = "missing"
+    data = {"inline": list(model.requirements), "file": model.requirements_file, "content": content}
+    return _sha(json.dumps(data, sort_keys=True).encode())
