@@ -216,6 +216,15 @@ def sha256_hex(digest: str) -> str:
     return digest.removeprefix("sha256:").lower()
 
 
+def file_sha256(path: Path) -> str:
+    """``"sha256:<hex>"`` of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -428,6 +437,12 @@ class Aws:
         """
         bucket, key = parse_s3_uri(uri)
         size = path.stat().st_size
+        actual = file_sha256(path)
+        if actual != f"sha256:{sha256_hex(sha256)}":
+            raise AwsError(
+                f"{path} has sha256 {actual}, not {sha256} as recorded: not uploading it",
+                hint="the archive changed after it was packaged: re-run `neobuild package`",
+            )
         existing = self.head_object(uri)
         if existing is not None and existing.sha256 == f"sha256:{sha256_hex(sha256)}":
             return UploadResult(uri=uri, uploaded=False, size=existing.size)
