@@ -1,0 +1,581 @@
+"""The one place that starts subprocesses: exports, and the commands envs.py runs.
+
+Every process runs in a new session (its own process group) so that a timeout, or a
+Ctrl-C in neobuild, ends the whole tree it started, grandchildren included; its output
+(stdout and stderr interleaved) is appended to a log file and, with ``stream=True``,
+copied to neobuild's stderr. The environment is an allowlist (:func:`scrubbed_env`):
+an export sees no credentials unless its model's ``env:`` asks for them.
+
+An export runs ``python neobuild/_bootstrap.py SPEC.json`` (by file path, so that a
+virtual environment without neobuild can run it); see ``docs/exports.md``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal as signal_mod
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from neobuild import _bootstrap
+from neobuild.errors import ExportError
+from neobuild.model import Model
+
+__all__ = [
+    "BOOTSTRAP",
+    "ExportResult",
+    "ProcessResult",
+    "expand_vars",
+    "run_export",
+    "run_process",
+    "scrubbed_env",
+]
+
+#: The bootstrap script, run by path in the export's interpreter.
+BOOTSTRAP = Path(__file__).resolve().with_name("_bootstrap.py")
+
+#: Seconds between SIGTERM and SIGKILL when a process group is stopped.
+KILL_GRACE = 5.0
+#: Lines of output kept for error messages.
+TAIL_LINES = 20
+_TAIL_BYTES = 64 * 1024
+
+#: Variables passed through from neobuild's environment, by exact name.
+ALLOWED_VARS = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "LD_LIBRARY_PATH",
+        "XDG_CACHE_HOME",
+        # network: proxies and CA bundles (pip and downloads inside an export)
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        # threads and CPU features of the numeric libraries
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "OPENBLAS_CORETYPE",
+        "OPENBLAS_L2_SIZE",
+        "NUMEXPR_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "CUDA_VISIBLE_DEVICES",
+        # Windows needs these to start Python at all
+        "SYSTEMROOT",
+        "SYSTEMDRIVE",
+        "COMSPEC",
+        "PATHEXT",
+        "WINDIR",
+        "USERPROFILE",
+        "APPDATA",
+        "LOCALAPPDATA",
+    }
+)
+#: Variables passed through by prefix.
+ALLOWED_PREFIXES = ("LC_",)
+#: Extra prefixes passed to pip when an export environment is created.
+PIP_PREFIXES = ("PIP_",)
+
+#: Set for every export (a model's ``env:`` may override them).
+#: PYTHONHASHSEED fixes set/dict-of-str iteration order; PYTHONDONTWRITEBYTECODE keeps
+#: ``__pycache__`` out of the repository (it would change source fingerprints);
+#: PYTHONNOUSERSITE hides ~/.local packages; PYTHONUTF8 makes open() independent of the
+#: locale; PYTHONUNBUFFERED keeps stdout and stderr in order in the log; TZ=UTC makes
+#: any time the export formats the same everywhere; SOURCE_DATE_EPOCH (honoured by tools
+#: that embed timestamps) is 1980-01-01, the earliest time a zip file can hold.
+FIXED_VARS: Mapping[str, str] = {
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONNOUSERSITE": "1",
+    "PYTHONUTF8": "1",
+    "PYTHONUNBUFFERED": "1",
+    "TZ": "UTC",
+    "SOURCE_DATE_EPOCH": "315532800",
+}
+
+_VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """How a process ended. ``signal`` is set when a signal killed it."""
+
+    returncode: int
+    signal: int | None
+    timed_out: bool
+    duration: float
+    tail: str  # the last lines of its output
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def describe(self, timeout: float | None = None) -> str:
+        """``exit code 1``, ``killed by SIGKILL`` or ``timed out after 600 s``."""
+        if self.timed_out:
+            limit = f"{timeout:g} s" if timeout is not None else f"{self.duration:.0f} s"
+            return f"timed out after {limit}"
+        if self.signal is not None:
+            return f"killed by {signal_name(self.signal)}"
+        return f"exit code {self.returncode}"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A successful export: what ran it and what it wrote."""
+
+    duration: float
+    framework_versions: dict[str, str]
+    python: str
+    log_path: Path
+    files: tuple[str, ...] = ()  # sorted posix paths relative to the output dir
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; ``signal 64`` for a number without a name."""
+    try:
+        return signal_mod.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def expand_vars(value: str, parent: Mapping[str, str]) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` from ``parent``; ``$$`` is a literal ``$``.
+
+    An unset variable expands to its default, or to the empty string.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        found = parent.get(name)
+        if found is None or (found == "" and default is not None):
+            return default or ""
+        return found
+
+    return _VAR_RE.sub(replace, value)
+
+
+def scrubbed_env(
+    model_env: Mapping[str, str] | None = None,
+    *,
+    parent: Mapping[str, str] | None = None,
+    pip: bool = False,
+) -> dict[str, str]:
+    """The environment of an export: an allowlist of ``parent`` plus the model's ``env:``.
+
+    Args:
+        model_env: the model's ``env:``; values may use ``${VAR}`` / ``${VAR:-default}``
+            from ``parent``. A value that is exactly ``${VAR}`` with VAR unset leaves the
+            variable out (so ``AWS_PROFILE: ${AWS_PROFILE}`` is harmless where unset).
+        parent: the environment to take values from (default: ``os.environ``).
+        pip: for creating an export environment: also pass ``PIP_*`` and do not set
+            ``SOURCE_DATE_EPOCH`` (wheel builds reject pre-1980 timestamps).
+
+    Returns:
+        A new dict; nothing else from ``parent`` (no ``AWS_*`` credentials, no
+        ``PYTHONPATH``, no ``VIRTUAL_ENV``) is in it.
+    """
+    source = os.environ if parent is None else parent
+    prefixes = ALLOWED_PREFIXES + (PIP_PREFIXES if pip else ())
+    env = {k: v for k, v in source.items() if k in ALLOWED_VARS or k.startswith(prefixes)}
+    env.update(FIXED_VARS)
+    if pip:
+        env.pop("SOURCE_DATE_EPOCH", None)
+        if "SOURCE_DATE_EPOCH" in source:
+            env["SOURCE_DATE_EPOCH"] = source["SOURCE_DATE_EPOCH"]
+    for name, value in (model_env or {}).items():
+        whole = _VAR_RE.fullmatch(value)
+        if whole and whole.group(1) and whole.group(2) is None and whole.group(1) not in source:
+            env.pop(name, None)
+            continue
+        env[name] = expand_vars(value, source)
+    return env
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class _Pump(threading.Thread):
+    """Copies a process's output to the log (and stderr) and keeps its tail."""
+
+    def __init__(self, pipe: IO[bytes], log: IO[bytes] | None, stream_prefix: str | None) -> None:
+        super().__init__(daemon=True)
+        self.pipe = pipe
+        self.log = log
+        self.stream_prefix = stream_prefix
+        self.tail = bytearray()
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+
+    def run(self) -> None:
+        fd = self.pipe.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            if self.log is not None:
+                self.log.write(chunk)
+                self.log.flush()
+            self.tail += chunk
+            if len(self.tail) > 2 * _TAIL_BYTES:
+                del self.tail[:-_TAIL_BYTES]
+            if self.stream_prefix is not None:
+                self._stream(self._decoder.decode(chunk))
+        if self.stream_prefix is not None:
+            self._stream(self._decoder.decode(b"", final=True))
+            if self._partial:
+                self._write(f"{self.stream_prefix}{self._partial}\n")
+
+    def _stream(self, text: str) -> None:
+        # Whole lines only, so parallel exports do not interleave inside a line.
+        lines = (self._partial + text).split("\n")
+        self._partial = lines.pop()
+        if lines:
+            self._write("".join(f"{self.stream_prefix}{line}\n" for line in lines))
+
+    @staticmethod
+    def _write(text: str) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+    def tail_text(self, lines: int = TAIL_LINES) -> str:
+        text = bytes(self.tail[-_TAIL_BYTES:]).decode("utf-8", errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    return _signal_group(pgid, 0)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the process group, wait ``grace`` seconds, then SIGKILL what is left."""
+    pgid = proc.pid
+    if _signal_group(pgid, signal_mod.SIGTERM):
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not _group_alive(pgid):
+                break
+            time.sleep(0.05)
+        _signal_group(pgid, signal_mod.SIGKILL)
+    proc.wait()
+
+
+def run_process(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float | None,
+    log_path: Path | None,
+    stream: bool = False,
+    stream_prefix: str = "",
+    grace: float = KILL_GRACE,
+) -> ProcessResult:
+    """Run ``argv`` in a new process group and wait for it; never raises on failure.
+
+    Output (stdout and stderr, interleaved) is appended to ``log_path`` and, with
+    ``stream``, copied to stderr line by line (each line prefixed by ``stream_prefix``).
+    When ``timeout`` expires the whole group gets SIGTERM, then SIGKILL after ``grace``
+    seconds. Processes the command leaves behind in its group are ended the same way
+    when it exits. A ``KeyboardInterrupt`` stops the group, then propagates.
+
+    Args:
+        argv: the command, no shell.
+        cwd: working directory.
+        env: the complete environment (see :func:`scrubbed_env`).
+        timeout: seconds, or None for no limit.
+        log_path: file to append the output to (its directory is created).
+        stream: copy the output to stderr too.
+        stream_prefix: prefix of every streamed line (e.g. ``"[resnet] "``).
+        grace: seconds between SIGTERM and SIGKILL.
+
+    Returns:
+        How the process ended, with the last lines of its output.
+
+    Raises:
+        OSError: the command could not be started (e.g. the executable is missing).
+    """
+    log: IO[bytes] | None = None
+    if log_path is not None:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")  # noqa: SIM115 - closed in finally
+    try:
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [os.fspath(a) for a in argv],
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        pump = _Pump(proc.stdout, log, stream_prefix if stream else None)
+        pump.start()
+        timed_out = False
+        try:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop_group(proc, grace)
+            else:
+                # The command is done; end whatever it left running in its group.
+                if _group_alive(proc.pid):
+                    _stop_group(proc, grace)
+        except BaseException:
+            _stop_group(proc, min(grace, 2.0))
+            raise
+        finally:
+            pump.join(timeout=10)
+            proc.stdout.close()
+        duration = time.monotonic() - started
+        code = proc.returncode
+        return ProcessResult(
+            returncode=code,
+            signal=-code if code < 0 else None,
+            timed_out=timed_out,
+            duration=duration,
+            tail=pump.tail_text(),
+        )
+    finally:
+        if log is not None:
+            log.close()
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def _log_line(log_path: Path, text: str) -> None:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as handle:
+        handle.write(text.rstrip("\n") + "\n")
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines())
+
+
+def _list_files(directory: Path) -> tuple[str, ...]:
+    files = []
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames.sort()
+        for name in filenames:
+            files.append((Path(dirpath) / name).relative_to(directory).as_posix())
+        for name in dirnames:
+            if (Path(dirpath) / name).is_symlink():
+                files.append((Path(dirpath) / name).relative_to(directory).as_posix())
+    return tuple(sorted(files))
+
+
+def run_export(
+    model: Model,
+    *,
+    root: Path,
+    output_dir: Path,
+    log_path: Path,
+    python: Path,
+    stream: bool = False,
+) -> ExportResult:
+    """Run the model's ``export(output_dir, inputs)`` in a fresh subprocess.
+
+    The process runs ``python _bootstrap.py SPEC`` with cwd ``root``, the scrubbed
+    environment plus the model's ``env:``, and the model's ``timeout``; its output is
+    appended to ``log_path``.
+
+    Args:
+        model: the model to export.
+        root: the repository root (working directory, first on ``sys.path``).
+        output_dir: an empty directory (created when missing) the export writes into.
+        log_path: the model's export log (appended to).
+        python: the interpreter (``envs.export_python``).
+        stream: also copy the output to stderr, each line prefixed by ``[model]``.
+
+    Returns:
+        The export's duration, the framework versions it imported, its Python version,
+        the log path and the files it wrote.
+
+    Raises:
+        ExportError: the output dir is not empty; the entrypoint is missing, fails to
+            import, raises, exits, is killed, times out or writes nothing. The message
+            names the model, the entrypoint, how it ended, the log and the last lines.
+    """
+    root = root.resolve()
+    output_dir = output_dir.resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if any(output_dir.iterdir()):
+        raise ExportError(
+            f"export of model {model.name!r}: output directory {output_dir} is not empty",
+            hint="the export must start from an empty directory; remove its contents",
+        )
+    ref = model.export
+    work = Path(tempfile.mkdtemp(prefix="neobuild-export-"))
+    try:
+        spec_path = work / "spec.json"
+        result_path = work / "result.json"
+        spec = {
+            "root": str(root),
+            "path": ref.path,
+            "module": ref.module,
+            "function": ref.function,
+            "output_dir": str(output_dir),
+            "inputs": model.inputs.as_json(),
+            "result": str(result_path),
+        }
+        spec_path.write_text(json.dumps(spec, indent=2, sort_keys=True), encoding="utf-8")
+        _log_line(log_path, f"neobuild: export {ref} with {python} (timeout {model.timeout} s)")
+        try:
+            proc = run_process(
+                [python, BOOTSTRAP, spec_path],
+                cwd=root,
+                env=scrubbed_env(model.env_dict),
+                timeout=model.timeout,
+                log_path=log_path,
+                stream=stream,
+                stream_prefix=f"[{model.name}] ",
+            )
+        except OSError as exc:
+            raise ExportError(
+                f"export of model {model.name!r}: cannot start {python}: {exc.strerror or exc}",
+                hint="check the model's export environment (delete it from the cache to rebuild)",
+            ) from exc
+        result = _read_result(result_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    _log_line(log_path, f"neobuild: export {ref} ended: {proc.describe(model.timeout)}")
+    if not proc.ok or result is None or result.get("status") != "ok":
+        raise _export_error(model, proc, result, log_path, root)
+    files = _list_files(output_dir)
+    if not files:
+        raise ExportError(
+            f"export of model {model.name!r}: {ref} returned but wrote nothing to {output_dir}"
+            f"\n  log: {log_path}"
+            + (f"\n  last lines of output:\n{_indent(proc.tail)}" if proc.tail else ""),
+            hint=f"the entrypoint must write the {model.framework} model files into the directory "
+            "it gets as its first argument (not into the working directory)",
+        )
+    versions = result.get("framework_versions") or {}
+    return ExportResult(
+        duration=proc.duration,
+        framework_versions={str(k): str(v) for k, v in sorted(versions.items())},
+        python=str(result.get("python", "")),
+        log_path=log_path,
+        files=files,
+    )
+
+
+def _read_result(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _export_error(
+    model: Model,
+    proc: ProcessResult,
+    result: dict[str, Any] | None,
+    log_path: Path,
+    root: Path,
+) -> ExportError:
+    ref = model.export
+    status = result.get("status") if result else None
+    hint: str
+    if proc.timed_out:
+        what = f"{ref} {proc.describe(model.timeout)} and was killed"
+        hint = (
+            f"raise `timeout:` of model {model.name!r} in neo.yaml (now {model.timeout} s) "
+            "or make the export faster"
+        )
+    elif result is not None and status not in (None, "ok"):
+        what = f"{result.get('message', status)} ({proc.describe()})"
+        if status == "file_missing":
+            where = "module names are imported" if ref.module else "file paths are relative"
+            hint = (
+                f"fix `export:` of model {model.name!r} in neo.yaml; {where} "
+                f"from the repository root {root}"
+            )
+        elif status == "function_missing":
+            guess = result.get("suggestion")
+            fix = f"use {guess!r}" if guess else "name a function the file defines"
+            hint = f"fix the function in `export:` of model {model.name!r} in neo.yaml: {fix}"
+        elif status == "import_failed":
+            hint = (
+                f"see the traceback in {log_path}; a missing package goes into the model's "
+                "`requirements:`"
+            )
+        else:
+            hint = f"see the traceback in {log_path}"
+    elif proc.signal is not None:
+        what = f"{ref} was {proc.describe()}"
+        hint = f"see {log_path}"
+        if proc.signal == signal_mod.SIGKILL:
+            hint += "; SIGKILL often means the machine ran out of memory"
+    else:
+        what = f"{ref} failed ({proc.describe()})"
+        hint = f"see {log_path}"
+    message = f"export of model {model.name!r} failed: {what}\n  log: {log_path}"
+    if proc.tail:
+        message += f"\n  last lines of output:\n{_indent(proc.tail)}"
+    return ExportError(message, hint=hint)
+
+
+# Keep the bootstrap's exit codes reachable for callers and tests.
+EXIT_CODES = {
+    "file_missing": _bootstrap.EXIT_FILE_MISSING,
+    "import_failed": _bootstrap.EXIT_IMPORT_FAILED,
+    "function_missing": _bootstrap.EXIT_FUNCTION_MISSING,
+    "raised": _bootstrap.EXIT_EXPORT_RAISED,
+    "exited": _bootstrap.EXIT_EXPORT_EXITED,
+}
