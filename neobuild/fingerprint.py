@@ -84,6 +84,11 @@ def _sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def manifest_hash(model: Model) -> str:
+    """The ``manifest`` part: the hash of the model's canonical JSON entry."""
+    return _sha(model.canonical_json().encode())
+
+
 def adapter_version(framework: str) -> str:
     """``<framework>@<adapter version>``; version ``0`` while the adapter does not exist."""
     try:
@@ -268,7 +273,7 @@ def fingerprint(
         index = SourceIndex(root, build_dir=manifest.build_dir)
     parts: dict[str, str] = {}
 
-    parts["manifest"] = _sha(model.canonical_json().encode())
+    parts["manifest"] = manifest_hash(model)
     for key, value in model.to_json().items():
         blob = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
         parts[FIELD_PREFIX + key] = short_hash(blob)

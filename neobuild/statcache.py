@@ -26,6 +26,8 @@ import struct
 import time
 from pathlib import Path
 
+from neobuild.atomic import atomic_write_bytes
+
 CACHE_DIR = ".neobuild"
 CACHE_NAME = "statcache"
 FORMAT_VERSION = 1
@@ -85,6 +87,11 @@ class StatCache:
         else:
             cache._entries = entries
         return cache
+
+    @classmethod
+    def open(cls, root: Path) -> StatCache:
+        """Alias of :meth:`load`."""
+        return cls.load(root)
 
     def _key(self, path: Path) -> str:
         try:
@@ -189,17 +196,3 @@ def _decode(data: bytes, root: str) -> tuple[dict[str, _Entry] | None, str]:
     if not isinstance(entries, dict):
         return None, "malformed entries"
     return entries, ""
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same directory and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -1,0 +1,645 @@
+"""What ``package`` would rebuild, and why: fresh/stale per model and per model x target.
+
+A model is *fresh* when its lock entry's fingerprint equals the one computed now and
+every output the lock lists is present and unmodified; otherwise it is *stale*, with
+one :class:`Reason` per thing that differs, naming the manifest field or the file.
+With ``since``, only the models git reports as affected since ``git merge-base REF
+HEAD`` are planned, plus, as a cross-check, every locked model whose fingerprint
+changed (git can miss inputs, e.g. untracked-but-ignored sources).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from neobuild.errors import UsageError
+from neobuild.fingerprint import (
+    FIELD_PREFIX,
+    PARTS,
+    SOURCE_PREFIX,
+    Fingerprint,
+    SourceIndex,
+    fingerprint,
+    manifest_hash,
+    source_patterns,
+)
+from neobuild.fingerprint import _glob_regex as glob_regex
+from neobuild.model import Manifest, Model
+from neobuild.statcache import StatCache
+
+SCHEMA_VERSION = 1
+Status = Literal["fresh", "stale"]
+TemplatesHash = str | Callable[[Model], str]
+
+
+# ---------------------------------------------------------------- the lock, as plan reads it
+class _FileRecord(Protocol):
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+class _RequestRecord(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+
+
+class LockEntryLike(Protocol):
+    """The fields of ``lockfile.LockEntry`` that plan and verify read."""
+
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def fingerprint_parts(self) -> Mapping[str, str]: ...
+    @property
+    def files(self) -> Mapping[str, _FileRecord]: ...
+    @property
+    def archive(self) -> _FileRecord: ...
+    @property
+    def archive_path(self) -> str: ...
+    @property
+    def outputs(self) -> Mapping[str, _FileRecord]: ...
+    @property
+    def requests(self) -> Mapping[str, _RequestRecord]: ...
+
+
+class LockLike(Protocol):
+    """``lockfile.Lock``: entries by model name."""
+
+    @property
+    def models(self) -> Mapping[str, LockEntryLike]: ...
+
+
+# ---------------------------------------------------------------- results
+#: Reason kinds (stable identifiers, part of the JSON schema).
+REASON_TEXT = {
+    "new-model": "new model (not in neo.lock)",
+    "new-target": "new target (no request in neo.lock)",
+    "manifest-changed": "manifest field changed",
+    "source-changed": "source file changed",
+    "source-added": "source file added",
+    "source-removed": "source file removed",
+    "requirements-changed": "requirements changed",
+    "templates-changed": "templates changed",
+    "neobuild-upgraded": "neobuild version changed",
+    "adapter-changed": "framework adapter changed",
+    "inputs-changed": "fingerprint changed",
+    "output-missing": "output missing",
+    "output-modified": "output modified since neo.lock",
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why something is stale: a kind from :data:`REASON_TEXT` and what it is about."""
+
+    kind: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        text = REASON_TEXT.get(self.kind, self.kind)
+        return f"{text}: {self.detail}" if self.detail else text
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "detail": self.detail, "message": str(self)}
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """One model x target item."""
+
+    target: str
+    status: Status
+    reasons: tuple[Reason, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "status": self.status,
+            "reasons": [r.to_json() for r in self.reasons],
+        }
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model: its status, every reason, its targets and its fingerprint."""
+
+    name: str
+    status: Status
+    reasons: tuple[Reason, ...]
+    targets: tuple[TargetPlan, ...]
+    fingerprint: Fingerprint
+    locked_fingerprint: str | None
+    changed_since: tuple[str, ...] = ()  # paths git reported, with --since
+
+    @property
+    def stale(self) -> bool:
+        return self.status == "stale"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "fingerprint": self.fingerprint.digest,
+            "locked_fingerprint": self.locked_fingerprint,
+            "reasons": [r.to_json() for r in self.reasons],
+            "targets": [t.to_json() for t in self.targets],
+            "changed_since": list(self.changed_since),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The plan of a run: one :class:`ModelPlan` per planned model, in manifest order."""
+
+    models: tuple[ModelPlan, ...]
+    since: str | None = None
+    merge_base: str | None = None
+    unaffected: tuple[str, ...] = ()  # with --since: selected models git left out
+    _by_name: dict[str, ModelPlan] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name.update({m.name: m for m in self.models})
+
+    def get(self, name: str) -> ModelPlan:
+        """The plan of one model.
+
+        Raises:
+            UsageError: the model is not part of this plan.
+        """
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UsageError(
+                f"model {name!r} is not in this plan",
+                hint="select it (by name, glob or tag) or drop --since/--shard",
+            ) from None
+
+    def is_stale(self, name: str) -> bool:
+        """True when the model is planned and stale (unplanned models are not stale)."""
+        item = self._by_name.get(name)
+        return item is not None and item.stale
+
+    def fingerprint(self, name: str) -> Fingerprint:
+        """The fingerprint computed for a planned model (what its lock entry should record)."""
+        return self.get(name).fingerprint
+
+    @property
+    def stale(self) -> list[ModelPlan]:
+        return [m for m in self.models if m.stale]
+
+    @property
+    def fresh(self) -> list[ModelPlan]:
+        return [m for m in self.models if not m.stale]
+
+    @property
+    def stale_count(self) -> int:
+        return len(self.stale)
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan as JSON data, versioned by ``schema_version``."""
+        targets = [t for m in self.models for t in m.targets]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "since": self.since,
+            "merge_base": self.merge_base,
+            "summary": {
+                "models": len(self.models),
+                "stale": self.stale_count,
+                "fresh": len(self.models) - self.stale_count,
+                "targets": len(targets),
+                "targets_stale": sum(1 for t in targets if t.status == "stale"),
+            },
+            "models": [m.to_json() for m in self.models],
+            "unaffected": list(self.unaffected),
+        }
+
+    def render(self, *, show_fresh: bool = False) -> str:
+        """A compact plain-text table: one row per stale model (fresh ones when asked)."""
+        return render_table(self, show_fresh=show_fresh)
+
+
+# ---------------------------------------------------------------- planning
+def plan(
+    manifest: Manifest,
+    models: Sequence[Model],
+    lock: LockLike,
+    *,
+    templates_hash: TemplatesHash = "",
+    since: str | None = None,
+    stat_cache: StatCache | None = None,
+) -> Plan:
+    """Decide, for every model (and model x target), whether it is fresh or stale.
+
+    Args:
+        manifest: the loaded manifest.
+        models: the selected models, in the order to report them.
+        lock: the current neo.lock.
+        templates_hash: the templates' hash, or a function giving it per model
+            (``render.templates_hash_for``).
+        since: a git ref; only models affected since ``git merge-base REF HEAD`` (and
+            locked models whose fingerprint changed) are planned.
+        stat_cache: skips re-hashing unchanged files; the caller saves it.
+
+    Raises:
+        ScmError: with ``since``, when git cannot answer (not a repository, unknown
+            ref, shallow clone without the merge base).
+    """
+    cache = stat_cache if stat_cache is not None else StatCache(manifest.root)
+    index = SourceIndex(manifest.root, build_dir=manifest.build_dir)
+    fingerprints = {
+        m.name: fingerprint(
+            manifest,
+            m,
+            stat_cache=cache,
+            templates_hash=_templates_hash(templates_hash, m),
+            index=index,
+        )
+        for m in models
+    }
+    chosen: Sequence[Model] = models
+    affected: dict[str, list[str]] = {}
+    merge_base: str | None = None
+    unaffected: tuple[str, ...] = ()
+    if since is not None:
+        from neobuild import scm
+
+        merge_base = scm.merge_base(manifest.root, since)
+        changed = scm.changed_paths(manifest.root, since)
+        affected = affected_models(manifest, models, changed, lock=lock, index=index)
+        chosen = []
+        for m in models:
+            entry = lock.models.get(m.name)
+            cross_check = entry is not None and entry.fingerprint != fingerprints[m.name].digest
+            if m.name in affected or cross_check:
+                chosen.append(m)
+        unaffected = tuple(m.name for m in models if m not in chosen)
+    items = tuple(
+        _plan_model(manifest, m, lock.models.get(m.name), fingerprints[m.name], cache)
+        for m in chosen
+    )
+    if affected:
+        items = tuple(
+            _with_changed(item, tuple(sorted(affected.get(item.name, ())))) for item in items
+        )
+    return Plan(models=items, since=since, merge_base=merge_base, unaffected=unaffected)
+
+
+def _with_changed(item: ModelPlan, changed: tuple[str, ...]) -> ModelPlan:
+    return ModelPlan(
+        name=item.name,
+        status=item.status,
+        reasons=item.reasons,
+        targets=item.targets,
+        fingerprint=item.fingerprint,
+        locked_fingerprint=item.locked_fingerprint,
+        changed_since=changed,
+    )
+
+
+def _templates_hash(value: TemplatesHash, model: Model) -> str:
+    return value(model) if callable(value) else value
+
+
+def _plan_model(
+    manifest: Manifest,
+    model: Model,
+    entry: LockEntryLike | None,
+    fp: Fingerprint,
+    cache: StatCache,
+) -> ModelPlan:
+    if entry is None:
+        reasons: tuple[Reason, ...] = (Reason("new-model"),)
+        targets = tuple(TargetPlan(t.key, "stale", reasons) for t in model.targets)
+        return ModelPlan(model.name, "stale", reasons, targets, fp, None)
+    found = input_reasons(entry.fingerprint_parts, fp.parts)
+    if not found and entry.fingerprint != fp.digest:
+        found.append(Reason("inputs-changed", "neo.lock has no breakdown to compare"))
+    found.extend(output_reasons(manifest, model.name, entry, cache))
+    target_reasons: list[TargetPlan] = []
+    for target in model.targets:
+        own = request_reasons(manifest, entry, target.key, cache)
+        status: Status = "stale" if (found or own) else "fresh"
+        target_reasons.append(TargetPlan(target.key, status, tuple(found) + tuple(own)))
+        found_keys = {(r.kind, r.detail) for r in found}
+        for r in own:
+            if (r.kind, r.detail) not in found_keys:
+                found.append(r)
+    status = "stale" if found else "fresh"
+    return ModelPlan(model.name, status, tuple(found), tuple(target_reasons), fp, entry.fingerprint)
+
+
+def input_reasons(old: Mapping[str, str], new: Mapping[str, str]) -> list[Reason]:
+    """What differs between two fingerprint breakdowns, field by field and file by file."""
+    reasons: list[Reason] = []
+    if old.get("manifest") != new.get("manifest"):
+        fields = _changed_details(old, new, FIELD_PREFIX)
+        if fields:
+            reasons.extend(Reason("manifest-changed", f) for f in fields)
+        else:
+            reasons.append(Reason("manifest-changed"))
+    if old.get("sources") != new.get("sources"):
+        before = {k[len(SOURCE_PREFIX) :]: v for k, v in old.items() if k.startswith(SOURCE_PREFIX)}
+        after = {k[len(SOURCE_PREFIX) :]: v for k, v in new.items() if k.startswith(SOURCE_PREFIX)}
+        specific = [
+            Reason("source-changed", p)
+            for p in sorted(before.keys() & after.keys())
+            if before[p] != after[p]
+        ]
+        specific += [Reason("source-added", p) for p in sorted(after.keys() - before.keys())]
+        specific += [Reason("source-removed", p) for p in sorted(before.keys() - after.keys())]
+        reasons.extend(specific or [Reason("source-changed")])
+    if old.get("requirements") != new.get("requirements"):
+        reasons.append(Reason("requirements-changed"))
+    if old.get("templates") != new.get("templates"):
+        reasons.append(Reason("templates-changed"))
+    if old.get("neobuild") != new.get("neobuild"):
+        reasons.append(
+            Reason("neobuild-upgraded", f"{old.get('neobuild')} -> {new.get('neobuild')}")
+        )
+    if old.get("adapter") != new.get("adapter"):
+        reasons.append(Reason("adapter-changed", f"{old.get('adapter')} -> {new.get('adapter')}"))
+    return reasons
+
+
+def _changed_details(old: Mapping[str, str], new: Mapping[str, str], prefix: str) -> list[str]:
+    keys = {k for k in old if k.startswith(prefix)} | {k for k in new if k.startswith(prefix)}
+    return sorted(k[len(prefix) :] for k in keys if old.get(k) != new.get(k))
+
+
+def _check_file(
+    root: Path, rel: str, sha256: str, size: int | None, cache: StatCache
+) -> Reason | None:
+    path = root / rel
+    try:
+        st = os.stat(path)
+    except OSError:
+        return Reason("output-missing", rel)
+    if size is not None and st.st_size != size:
+        return Reason("output-modified", rel)
+    try:
+        digest = cache.hash(path, st)
+    except OSError:
+        return Reason("output-missing", rel)
+    return None if digest == sha256 else Reason("output-modified", rel)
+
+
+def _rel(manifest: Manifest, path: Path) -> str:
+    try:
+        return path.relative_to(manifest.root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def locked_outputs(
+    manifest: Manifest, name: str, entry: LockEntryLike
+) -> list[tuple[str, str, int | None]]:
+    """Every output a lock entry lists, as ``(repo-relative path, sha256, size)``.
+
+    The archive, the exported files (under ``<build_dir>/<model>/export/``) and the
+    rendered outputs (``code/…``, ``edge/…``, ``requests/…``, relative to the model's
+    build directory). Requests are listed by :func:`request_reasons` per target.
+    """
+    model_dir = manifest.build_dir / name
+    out: list[tuple[str, str, int | None]] = [
+        (entry.archive_path, entry.archive.sha256, entry.archive.size)
+    ]
+    for rel, rec in sorted(entry.files.items()):
+        out.append((_rel(manifest, model_dir / "export" / rel), rec.sha256, rec.size))
+    for rel, rec in sorted(entry.outputs.items()):
+        out.append((_rel(manifest, model_dir / rel), rec.sha256, rec.size))
+    return out
+
+
+def output_reasons(
+    manifest: Manifest, name: str, entry: LockEntryLike, cache: StatCache
+) -> list[Reason]:
+    """Outputs the lock lists that are missing or differ from their recorded hash."""
+    request_paths = {r.path for r in entry.requests.values()}
+    reasons = []
+    for rel, sha, size in locked_outputs(manifest, name, entry):
+        if rel in request_paths:
+            continue  # reported per target
+        reason = _check_file(manifest.root, rel, sha, size, cache)
+        if reason is not None:
+            reasons.append(reason)
+    return reasons
+
+
+def request_reasons(
+    manifest: Manifest, entry: LockEntryLike, target_key: str, cache: StatCache
+) -> list[Reason]:
+    """Why one model x target item is stale on its own: no request locked, or it drifted."""
+    record = entry.requests.get(target_key)
+    if record is None:
+        return [Reason("new-target", target_key)]
+    reason = _check_file(manifest.root, record.path, record.sha256, None, cache)
+    return [reason] if reason is not None else []
+
+
+# ---------------------------------------------------------------- --since
+def affected_models(
+    manifest: Manifest,
+    models: Iterable[Model],
+    changed: Iterable[str],
+    *,
+    lock: LockLike | None = None,
+    index: SourceIndex | None = None,
+) -> dict[str, list[str]]:
+    """The models a set of changed paths affects, each with the paths that affect it.
+
+    A model is affected by a change to a file its ``sources`` globs match (deleted
+    files included), its export file, its requirements file, a templates directory
+    it renders from, or a manifest file: the top-level neo.yaml (defaults apply to
+    every model) or the include that declares it. When the lock records the
+    model's manifest hash, a manifest-file change affects the model only if its
+    resolved entry really changed.
+
+    Args:
+        manifest: the loaded manifest.
+        models: the models to consider.
+        changed: repo-relative posix paths (from :func:`neobuild.scm.changed_paths`).
+        lock: the current lock, to tell manifest edits that do not touch a model.
+        index: unused today; accepted so callers can share one across calls.
+    """
+    del index
+    changed_set = sorted(set(changed))
+    manifest_files = {_rel(manifest, Path(f)) for f in manifest.files} | {
+        _rel(manifest, manifest.path)
+    }
+    top = _rel(manifest, manifest.path)
+    manifest_changes = [p for p in changed_set if p in manifest_files]
+    global_templates = _rel(manifest, manifest.templates_dir) if manifest.templates_dir else None
+    out: dict[str, list[str]] = {}
+    for model in models:
+        hits: list[str] = []
+        regexes = [glob_regex(p.strip("/")) for p in source_patterns(model)]
+        literal = {p.strip("/") for p in source_patterns(model)}
+        exact = {p for p in (model.export.path, model.requirements_file) if p}
+        dirs = [d for d in (model.templates_dir, global_templates) if d]
+        for path in changed_set:
+            if (
+                path in exact
+                or any(r.match(path) for r in regexes)
+                or any(path.startswith(lit + "/") for lit in literal)
+                or any(path.startswith(d.rstrip("/") + "/") for d in dirs)
+            ):
+                hits.append(path)
+        if manifest_changes:
+            declared = (
+                _rel(manifest, Path(model.position.file)) if model.position is not None else top
+            )
+            relevant = [p for p in manifest_changes if p in (top, declared)]
+            entry = lock.models.get(model.name) if lock is not None else None
+            if (
+                relevant
+                and entry is not None
+                and entry.fingerprint_parts.get("manifest") == manifest_hash(model)
+            ):
+                relevant = []
+            hits.extend(relevant)
+        if hits:
+            out[model.name] = sorted(set(hits))
+    return out
+
+
+# ---------------------------------------------------------------- explain
+@dataclass(frozen=True)
+class PartRow:
+    """One part of a fingerprint, old (from neo.lock) vs new."""
+
+    part: str
+    old: str | None
+    new: str
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new
+
+    def to_json(self) -> dict[str, Any]:
+        return {"part": self.part, "old": self.old, "new": self.new, "changed": self.changed}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The full breakdown of one model's fingerprint, old vs new, and its plan."""
+
+    model: str
+    old_digest: str | None
+    new_digest: str
+    parts: tuple[PartRow, ...]
+    fields: tuple[PartRow, ...]  # manifest fields that changed
+    sources: tuple[PartRow, ...]  # every source file (old None: added; new "": removed)
+    item: ModelPlan
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "status": self.item.status,
+            "old": self.old_digest,
+            "new": self.new_digest,
+            "parts": [p.to_json() for p in self.parts],
+            "fields_changed": [p.to_json() for p in self.fields],
+            "sources": [p.to_json() for p in self.sources],
+            "reasons": [r.to_json() for r in self.item.reasons],
+            "targets": [t.to_json() for t in self.item.targets],
+        }
+
+    def render(self) -> str:
+        lines = [
+            f"{self.model}: {self.item.status}",
+            f"  fingerprint  old {_short(self.old_digest)}  new {_short(self.new_digest)}",
+        ]
+        for row in self.parts:
+            mark = "*" if row.changed else " "
+            lines.append(f" {mark} {row.part:<13} {_short(row.old):<20} {_short(row.new)}")
+        for row in self.fields:
+            lines.append(f"  * manifest field {row.part}")
+        changed_sources = [s for s in self.sources if s.changed]
+        lines.append(
+            f"  sources: {len([s for s in self.sources if s.new])} files, "
+            f"{len(changed_sources)} changed"
+        )
+        for row in changed_sources:
+            what = "added" if row.old is None else "removed" if not row.new else "changed"
+            lines.append(f"  * {what:<8} {row.part}")
+        for reason in self.item.reasons:
+            lines.append(f"  - {reason}")
+        return "\n".join(lines)
+
+
+def _short(value: str | None) -> str:
+    if value is None:
+        return "-"
+    if value.startswith("sha256:"):
+        return value[7:19]
+    return value
+
+
+def explain(
+    manifest: Manifest,
+    model: Model,
+    lock: LockLike,
+    *,
+    templates_hash: TemplatesHash = "",
+    stat_cache: StatCache | None = None,
+) -> Explanation:
+    """The full fingerprint breakdown of one model, the lock's values against today's."""
+    cache = stat_cache if stat_cache is not None else StatCache(manifest.root)
+    fp = fingerprint(
+        manifest, model, stat_cache=cache, templates_hash=_templates_hash(templates_hash, model)
+    )
+    entry = lock.models.get(model.name)
+    old = dict(entry.fingerprint_parts) if entry is not None else {}
+    item = _plan_model(manifest, model, entry, fp, cache)
+    parts = tuple(PartRow(p, old.get(p), fp.parts[p]) for p in PARTS)
+    fields = tuple(
+        PartRow(f, old.get(FIELD_PREFIX + f), fp.parts.get(FIELD_PREFIX + f, ""))
+        for f in _changed_details(old, fp.parts, FIELD_PREFIX)
+    )
+    paths = sorted(
+        {k[len(SOURCE_PREFIX) :] for k in (*old, *fp.parts) if k.startswith(SOURCE_PREFIX)}
+    )
+    sources = tuple(
+        PartRow(p, old.get(SOURCE_PREFIX + p), fp.parts.get(SOURCE_PREFIX + p, "")) for p in paths
+    )
+    return Explanation(
+        model=model.name,
+        old_digest=entry.fingerprint if entry is not None else None,
+        new_digest=fp.digest,
+        parts=parts,
+        fields=fields,
+        sources=sources,
+        item=item,
+    )
+
+
+# ---------------------------------------------------------------- human output
+def render_table(the_plan: Plan, *, show_fresh: bool = False) -> str:
+    """One row per model: name, status, stale/total targets, first reason (+N more)."""
+    rows = [m for m in the_plan.models if show_fresh or m.stale]
+    lines: list[str] = []
+    if rows:
+        width = max(len("MODEL"), *(len(m.name) for m in rows))
+        lines.append(f"{'MODEL':<{width}}  STATUS  TARGETS  REASON")
+        for m in rows:
+            stale_targets = sum(1 for t in m.targets if t.status == "stale")
+            targets = f"{stale_targets}/{len(m.targets)}"
+            reason = str(m.reasons[0]) if m.reasons else ""
+            if len(m.reasons) > 1:
+                reason += f" (+{len(m.reasons) - 1} more)"
+            lines.append(f"{m.name:<{width}}  {m.status:<6}  {targets:<7}  {reason}".rstrip())
+    fresh = len(the_plan.models) - the_plan.stale_count
+    summary = f"{the_plan.stale_count} stale, {fresh} up to date"
+    if the_plan.since is not None:
+        summary += f"; {len(the_plan.unaffected)} unaffected since {the_plan.since}"
+    lines.append(summary)
+    return "\n".join(lines)
