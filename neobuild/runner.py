@@ -477,7 +477,7 @@ def run_export(
             proc = run_process(
                 [python, BOOTSTRAP, spec_path],
                 cwd=root,
-                env=scrubbed_env(model.env_dict),
+                env=_export_env(model, python),
                 timeout=model.timeout,
                 log_path=log_path,
                 stream=stream,
@@ -512,6 +512,16 @@ def run_export(
         log_path=log_path,
         files=files,
     )
+
+
+def _export_env(model: Model, python: Path) -> dict[str, str]:
+    """The scrubbed environment, with a venv's ``bin`` first on PATH as activation does."""
+    env = scrubbed_env(model.env_dict)
+    bindir = Path(python).parent
+    if (bindir.parent / "pyvenv.cfg").is_file() and "VIRTUAL_ENV" not in env:
+        env["VIRTUAL_ENV"] = str(bindir.parent)
+        env["PATH"] = os.pathsep.join(filter(None, [str(bindir), env.get("PATH", "")]))
+    return env
 
 
 def _read_result(path: Path) -> dict[str, Any] | None:
