@@ -1,0 +1,284 @@
+"""TensorFlow: a SavedModel or a frozen graph, inputs checked in NHWC (NEO_REFERENCE §2.3, §2.4).
+
+Neo takes either a SavedModel (exactly one ``saved_model.pb``/``.pbtxt`` plus its
+``variables/`` directory) or a frozen graph (exactly one ``.pb``/``.pbtxt``). The
+graph is read without TensorFlow by :mod:`neobuild.frameworks._protowire`: the
+``serving_default`` signature's inputs of a SavedModel, the ``Placeholder`` nodes of
+a frozen graph. Input names in the manifest are the signature's input keys, or the
+placeholder names (``name`` or ``name:0``); shapes are NHWC. An unknown dimension in
+the file accepts the manifest's value; the rank and known dimensions must agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from neobuild.frameworks._common import (
+    FoundShape,
+    compare_inputs,
+    describe_files,
+    expected_found,
+    format_shape,
+    raise_problems,
+    scan_export_dir,
+)
+from neobuild.frameworks._protowire import (
+    TensorSig,
+    WireError,
+    graph_placeholders,
+    load,
+    saved_model_meta_graphs,
+)
+from neobuild.frameworks.base import Artifacts
+from neobuild.model import Model
+
+_SAVED_MODEL_NAMES = ("saved_model.pb", "saved_model.pbtxt")
+#: Written by TensorFlow ≥ 2.12 next to saved_model.pb; holds a random UUID, so it
+#: would make archives differ on every export, and Neo would count it as a 2nd .pb.
+_FINGERPRINT = "fingerprint.pb"
+#: Directories of a SavedModel that belong in the archive.
+_SAVED_MODEL_DIRS = ("variables/", "assets/", "assets.extra/")
+#: The newest TensorFlow version Neo documents for cloud targets (§2.1).
+_NEO_TF_VERSION = "2.9"
+_DEFAULT_SIGNATURE = "serving_default"
+
+_HINT = (
+    "write either a SavedModel (tf.saved_model.save(module, output_dir, signatures=...):"
+    " saved_model.pb + variables/) or one frozen graph .pb, and declare the inputs in NHWC"
+    " under the signature's input names (SavedModel) or the placeholder names (frozen graph)"
+)
+
+
+@dataclass(frozen=True)
+class GraphInputs:
+    """The inputs read from a TensorFlow graph file, and the TF version that wrote it."""
+
+    inputs: dict[str, TensorSig]
+    tensorflow_version: str | None = None
+
+
+def read_saved_model(path: Path, signature: str = _DEFAULT_SIGNATURE) -> GraphInputs:
+    """The inputs of ``signature`` in the serving meta graph of a ``saved_model.pb``/``.pbtxt``.
+
+    Raises:
+        WireError: if the file is not a SavedModel, or has no such signature.
+    """
+    metas = saved_model_meta_graphs(
+        load(path.read_bytes(), "SavedModel", text=path.suffix == ".pbtxt")
+    )
+    if not metas:
+        raise WireError("not a SavedModel (no meta graph)")
+    meta = next((m for m in metas if "serve" in m.tags), metas[0])
+    if signature not in meta.signatures:
+        keys = ", ".join(repr(k) for k in sorted(meta.signatures) if not k.startswith("__"))
+        raise WireError(f"no signature {signature!r} (signatures: {keys or 'none'})")
+    return GraphInputs(meta.signatures[signature], meta.tensorflow_version or None)
+
+
+def read_frozen_graph(path: Path) -> GraphInputs:
+    """The ``Placeholder`` inputs of a frozen ``GraphDef`` (``.pb`` or ``.pbtxt``).
+
+    Raises:
+        WireError: if the file is not a GraphDef.
+    """
+    graph = load(path.read_bytes(), "GraphDef", text=path.suffix == ".pbtxt")
+    if not graph.get("node"):
+        raise WireError("not a GraphDef (no nodes)")
+    return GraphInputs({p.name: p for p in graph_placeholders(graph)})
+
+
+def with_layout_notes(
+    problems: list[str],
+    subject: str,
+    model: Model,
+    found: Mapping[str, FoundShape | None],
+    framework: str,
+) -> list[str]:
+    """Add "the manifest gives NCHW, Neo wants NHWC" to shape problems where that is the cause."""
+    declared = dict(zip(model.inputs.names, model.inputs.shapes, strict=True))
+    noted = list(problems)
+    for name, shape in found.items():
+        want = declared.get(name)
+        if shape is None or want is None or len(shape) < 3 or len(want) != len(shape):
+            continue
+        as_nchw = (shape[0], shape[-1], *shape[1:-1])
+        if not all(f is None or f == w for f, w in zip(as_nchw, want, strict=True)):
+            continue
+        nhwc = [want[0], *want[2:], want[1]]
+        prefix = f"{subject}: input {name!r} shape:"
+        noted = [
+            p + f"; the manifest gives NCHW, but Neo wants {framework} inputs in NHWC:"
+            f" write {format_shape(nhwc)}"
+            if p.startswith(prefix)
+            else p
+            for p in noted
+        ]
+    return noted
+
+
+def _signature_key(model: Model) -> str:
+    """``serving_default``, unless a target's compiler options name another (ml_eia2)."""
+    for target in model.targets:
+        options = target.compiler_options
+        if isinstance(options, dict) and isinstance(options.get("signature_def_key"), str):
+            return str(options["signature_def_key"])
+    return _DEFAULT_SIGNATURE
+
+
+def _minor(version: str) -> tuple[int, ...]:
+    parts = []
+    for part in version.split(".")[:2]:
+        digits = "".join(c for c in part if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+class TensorFlowAdapter:
+    """Neo's TensorFlow rules: a SavedModel or one frozen graph, inputs in NHWC."""
+
+    name = "tensorflow"
+    version = "1"
+
+    def describe_layout(self) -> str:
+        """One sentence naming the files Neo expects."""
+        return (
+            "a SavedModel (exactly one saved_model.pb or .pbtxt plus its variables/ directory)"
+            " or one frozen graph .pb/.pbtxt, at the top of the export directory"
+        )
+
+    def normalize(self, export_dir: Path) -> None:
+        """Remove the SavedModel's ``fingerprint.pb`` (random per export, not needed by Neo)."""
+        fingerprint = export_dir / _FINGERPRINT
+        has_saved_model = any((export_dir / n).is_file() for n in _SAVED_MODEL_NAMES)
+        if has_saved_model and fingerprint.is_file() and not fingerprint.is_symlink():
+            fingerprint.unlink()
+
+    def check(self, export_dir: Path, model: Model) -> Artifacts:
+        """Check the export's layout and its graph's inputs against the manifest.
+
+        Raises:
+            ArtifactError: with every problem found.
+        """
+        files, problems = scan_export_dir(export_dir)
+        saved_model = any(f in _SAVED_MODEL_NAMES for f in files) or any(
+            f.startswith("variables/") for f in files
+        )
+        if saved_model and _FINGERPRINT in files:
+            files = tuple(f for f in files if f != _FINGERPRINT)
+        graphs = [
+            f
+            for f in files
+            if f.lower().endswith((".pb", ".pbtxt"))
+            and not (saved_model and f.startswith(_SAVED_MODEL_DIRS))
+        ]
+        kind = "SavedModel" if saved_model else "frozen graph"
+        keep: list[str] = []
+        found: dict[str, TensorSig] = {}
+        warnings: list[str] = []
+        if len(graphs) != 1:
+            problems.append(
+                "Exactly one .pb or .pbtxt file is allowed for TensorFlow models: "
+                + expected_found(
+                    "export",
+                    "one saved_model.pb + variables/ (SavedModel) or one frozen graph .pb",
+                    describe_files(graphs),
+                )
+            )
+        else:
+            graph = graphs[0]
+            if "/" in graph:
+                problems.append(
+                    expected_found(graph, f"the {kind} at the top of the export directory", graph)
+                )
+            if saved_model:
+                keep = [graph] + [f for f in files if f.startswith(_SAVED_MODEL_DIRS)]
+                problems += self._saved_model_layout(graph, files)
+            else:
+                keep = [graph]
+            try:
+                if saved_model:
+                    read = read_saved_model(export_dir / graph, _signature_key(model))
+                else:
+                    read = read_frozen_graph(export_dir / graph)
+            except WireError as exc:
+                problems.append(expected_found(graph, f"a TensorFlow {kind}", exc))
+            else:
+                found = self._as_declared(read.inputs, model, frozen=not saved_model)
+                shapes = {k: v.shape for k, v in found.items()}
+                problems += with_layout_notes(
+                    compare_inputs(graph, model.inputs, shapes, ordered=False),
+                    graph,
+                    model,
+                    shapes,
+                    "TensorFlow",
+                )
+                warnings += self._version_warnings(graph, read, model)
+            warnings += [
+                f"{f}: not part of a TensorFlow {kind}; left out of the archive"
+                for f in files
+                if f not in keep
+            ]
+        raise_problems(model, export_dir, problems, hint=_HINT)
+        return Artifacts(
+            files=tuple(sorted(keep)),
+            inputs={
+                name: tuple(-1 if d is None else d for d in sig.shape)
+                for name, sig in found.items()
+                if sig.shape is not None
+            },
+            warnings=tuple(warnings),
+        )
+
+    @staticmethod
+    def _saved_model_layout(graph: str, files: tuple[str, ...]) -> list[str]:
+        problems = []
+        if graph not in _SAVED_MODEL_NAMES:
+            problems.append(
+                expected_found(
+                    graph, "a SavedModel graph named saved_model.pb or saved_model.pbtxt", graph
+                )
+            )
+        variables = [f for f in files if f.startswith("variables/")]
+        if not variables:
+            problems.append(
+                expected_found(
+                    graph,
+                    "a variables/ directory next to it (a SavedModel is saved_model.pb"
+                    " + variables/; a graph without variables must be exported frozen)",
+                    "no variables/",
+                )
+            )
+        elif "variables/variables.index" not in variables:
+            problems.append(
+                expected_found("variables/", "variables.index", describe_files(variables))
+            )
+        return problems
+
+    @staticmethod
+    def _as_declared(
+        inputs: dict[str, TensorSig], model: Model, *, frozen: bool
+    ) -> dict[str, TensorSig]:
+        """Key the file's inputs as the manifest spells them (``x`` or ``x:0`` for graphs)."""
+        if not frozen:
+            return dict(inputs)
+        declared = set(model.inputs.names)
+        return {
+            (f"{name}:0" if name not in declared and f"{name}:0" in declared else name): sig
+            for name, sig in inputs.items()
+        }
+
+    @staticmethod
+    def _version_warnings(graph: str, read: GraphInputs, model: Model) -> list[str]:
+        written = read.tensorflow_version
+        neo = model.framework_version or _NEO_TF_VERSION
+        if not written or _minor(written) <= _minor(neo):
+            return []
+        return [
+            f"{graph} was written by TensorFlow {written}, newer than TensorFlow {neo} that"
+            " Neo compiles it with; if Neo cannot load it, export with that version"
+        ]
+
+
+ADAPTER = TensorFlowAdapter()
