@@ -1,0 +1,267 @@
+"""ONNX: exactly one self-contained ``.onnx`` file (NEO_REFERENCE §2.3, §2.4).
+
+The ``ModelProto`` is read straight from the protobuf wire format (field numbers from
+onnx/onnx.proto), so no ONNX package is needed: the graph inputs that are not
+initializers, with their shapes, the opset, and whether any tensor keeps its data in
+an external file (Neo receives only the archive, and TVM loads one file). When the
+``onnx`` package is importable, ``onnx.checker`` runs on the file as well.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from neobuild.frameworks import _common
+from neobuild.frameworks.base import Artifacts
+from neobuild.model import Model
+
+SUFFIXES = (".onnx",)
+HINT = (
+    "write one self-contained file, e.g. torch.onnx.export(model, example, "
+    "output_dir / 'model.onnx', input_names=[...], dynamo=False, external_data=False), "
+    "with the input names and static shapes declared in neo.yaml"
+)
+
+#: Newest default-domain opset each ONNX release knows (onnx/docs/Versioning.md).
+MAX_OPSET = {(1, 5): 10, (1, 6): 11, (1, 7): 12, (1, 8): 13, (1, 9): 14, (1, 10): 15}
+_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+
+
+class WireError(ValueError):
+    """The bytes are not a well-formed protobuf message."""
+
+
+def fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
+    """Every top-level field of a protobuf message as ``(number, wire type, value)``.
+
+    Varints are ints, length-delimited fields bytes; fixed-width fields are skipped
+    (https://protobuf.dev/programming-guides/encoding/).
+
+    Raises:
+        WireError: on truncated or malformed input.
+    """
+    pos, end = 0, len(data)
+    while pos < end:
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise WireError("field number 0")
+        if wire == _VARINT:
+            value, pos = _varint(data, pos)
+            yield number, wire, value
+        elif wire == _LEN:
+            size, pos = _varint(data, pos)
+            if pos + size > end:
+                raise WireError("length-delimited field runs past the end")
+            yield number, wire, data[pos : pos + size]
+            pos += size
+        elif wire in (_I64, _I32):
+            pos += 8 if wire == _I64 else 4
+        else:
+            raise WireError(f"unsupported wire type {wire}")
+    if pos != end:
+        raise WireError("truncated fixed-width field")
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise WireError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise WireError("varint longer than 10 bytes")
+
+
+@dataclass(frozen=True)
+class OnnxInfo:
+    """What a light read of a ``.onnx`` file tells."""
+
+    ir_version: int | None
+    opset: int | None  # the default ("" / "ai.onnx") domain's version
+    inputs: dict[str, tuple[int | None, ...] | None]  # graph inputs minus initializers
+    external: tuple[str, ...]  # tensors whose data lives in another file: "name -> location"
+
+
+def read_onnx(path: Path) -> OnnxInfo:
+    """Read the parts of a ``ModelProto`` the checks need.
+
+    ModelProto: ir_version = 1, opset_import = 8 (domain = 1, version = 2), graph = 7.
+    GraphProto: node = 1, initializer = 5, input = 11. ValueInfoProto: name = 1,
+    type = 2; TypeProto: tensor_type = 1; Tensor: shape = 2; TensorShapeProto: dim = 1;
+    Dimension: dim_value = 1, dim_param = 2. TensorProto: name = 8, external_data = 13
+    (key = 1, value = 2), data_location = 14 (1 = EXTERNAL). NodeProto: attribute = 5;
+    AttributeProto: t = 5, tensors = 9.
+
+    Raises:
+        WireError: if the file is not a protobuf message.
+    """
+    data = path.read_bytes()
+    ir_version: int | None = None
+    opset: int | None = None
+    graph = b""
+    for number, wire, value in fields(data):
+        if number == 1 and wire == _VARINT:
+            ir_version = int(value)
+        elif number == 8 and isinstance(value, bytes):
+            domain = _text(_last(value, 1))
+            if domain in ("", "ai.onnx"):
+                opset = _int(value, 2)
+        elif number == 7 and isinstance(value, bytes):
+            graph = value
+    if not graph:
+        raise WireError("no graph (not an ONNX model)")
+    initializers: set[str] = set()
+    external: list[str] = []
+    declared: list[tuple[str, tuple[int | None, ...] | None]] = []
+    for number, _, value in fields(graph):
+        if not isinstance(value, bytes):
+            continue
+        if number == 5:
+            initializers.add(_text(_last(value, 8)))
+            external += _external(value)
+        elif number == 11:
+            declared.append((_text(_last(value, 1)), _shape(_last(value, 2))))
+        elif number == 1:
+            for attr in _all(value, 5):
+                for tensor in _all(attr, 5) + _all(attr, 9):
+                    external += _external(tensor)
+    inputs = {name: shape for name, shape in declared if name not in initializers}
+    return OnnxInfo(ir_version, opset, inputs, tuple(external))
+
+
+class OnnxAdapter:
+    """Neo's ONNX layout: one ``.onnx`` file holding its weights."""
+
+    name = "onnx"
+    version = "1"
+
+    def describe_layout(self) -> str:
+        """One sentence naming the files Neo expects."""
+        return "exactly one self-contained .onnx file (no external-data side files)"
+
+    def normalize(self, export_dir: Path) -> None:
+        """Nothing to do: the ONNX exporters write the same bytes for the same model."""
+
+    def check(self, export_dir: Path, model: Model) -> Artifacts:
+        """Check the export; see :class:`~neobuild.frameworks.base.Adapter`."""
+        files, problems = _common.scan_export_dir(export_dir)
+        chosen, more = _common.pick_one(files, SUFFIXES, "ONNX file")
+        problems += more
+        warnings: list[str] = []
+        inputs: dict[str, tuple[int, ...]] = {}
+        if chosen is not None:
+            try:
+                info = read_onnx(export_dir / chosen)
+            except (WireError, OSError) as exc:
+                problems.append(_common.expected_found(chosen, "an ONNX ModelProto", exc))
+            else:
+                problems += _model_problems(chosen, info, model)
+                warnings += _opset_warnings(chosen, info, model)
+                inputs = {
+                    n: tuple(d or 0 for d in s) for n, s in info.inputs.items() if s is not None
+                }
+                if not problems:
+                    problems += _checker(export_dir / chosen, chosen)
+            others = [f for f in files if f != chosen]
+            if others:
+                problems.append(
+                    _common.expected_found(
+                        "export",
+                        f"only {chosen} (Neo receives one self-contained .onnx)",
+                        f"also {_common.describe_files(others)}",
+                    )
+                )
+        _common.raise_problems(model, export_dir, problems, hint=HINT)
+        return Artifacts(files=files, inputs=inputs, warnings=tuple(warnings))
+
+
+ADAPTER = OnnxAdapter()
+
+
+def _model_problems(name: str, info: OnnxInfo, model: Model) -> list[str]:
+    problems = [
+        _common.expected_found(
+            f"{name}: initializer {ref}", "weights stored inside the .onnx", "external data"
+        )
+        for ref in info.external
+    ]
+    # A symbolic dimension accepts any declared size: Neo compiles with the static shape.
+    problems += _common.compare_inputs(name, model.inputs, info.inputs)
+    return problems
+
+
+def _opset_warnings(name: str, info: OnnxInfo, model: Model) -> list[str]:
+    version = model.framework_version or ""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    limit = MAX_OPSET.get((int(match[1]), int(match[2]))) if match else None
+    if limit is None or info.opset is None or info.opset <= limit:
+        return []
+    return [
+        f"{name}: opset {info.opset} is newer than ONNX {version} supports (opset {limit});"
+        f" export with opset_version={limit} so Neo can convert it"
+    ]
+
+
+def _checker(path: Path, name: str) -> list[str]:
+    """``onnx.checker.check_model`` on the file, when the onnx package is installed."""
+    try:
+        checker = importlib.import_module("onnx.checker")
+    except ImportError:
+        return []
+    try:
+        checker.check_model(str(path))
+    except Exception as exc:  # onnx raises ValidationError and friends; report any
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return [_common.expected_found(f"{name}: onnx.checker", "no error", first)]
+    return []
+
+
+def _external(tensor: bytes) -> list[str]:
+    if _int(tensor, 14) != 1 and not _all(tensor, 13):
+        return []
+    location = ""
+    for entry in _all(tensor, 13):
+        if _text(_last(entry, 1)) == "location":
+            location = _text(_last(entry, 2))
+    label = repr(_text(_last(tensor, 8)))
+    return [f"{label} -> {location!r}" if location else label]
+
+
+def _shape(type_proto: bytes | None) -> tuple[int | None, ...] | None:
+    tensor = _last(type_proto, 1) if type_proto is not None else None
+    shape = _last(tensor, 2) if tensor is not None else None
+    if shape is None:
+        return None
+    dims: list[int | None] = []
+    for dim in _all(shape, 1):
+        value = _int(dim, 1)
+        dims.append(value if value is not None and value > 0 else None)
+    return tuple(dims)
+
+
+def _all(message: bytes, number: int) -> list[bytes]:
+    return [v for n, w, v in fields(message) if n == number and w == _LEN and isinstance(v, bytes)]
+
+
+def _last(message: bytes, number: int) -> bytes | None:
+    found = _all(message, number)
+    return found[-1] if found else None
+
+
+def _int(message: bytes, number: int) -> int | None:
+    found = [v for n, w, v in fields(message) if n == number and w == _VARINT]
+    return int(found[-1]) if found else None
+
+
+def _text(raw: bytes | None) -> str:
+    return raw.decode("utf-8", "replace") if raw is not None else ""
