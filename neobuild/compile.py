@@ -1,0 +1,611 @@
+"""``neobuild compile``: pre-flight the requests; with ``submit``, run them on SageMaker Neo.
+
+For every selected model and target that has a request file
+(``<build_dir>/<model>/requests/<target.key>.json``, written by ``package``):
+
+1. the request is pre-flighted again (every problem of every request, before anything is
+   sent);
+2. with ``submit``: when a job of that name already exists it is described, not recreated
+   (the name carries a hash of the request, so re-running is idempotent); otherwise the
+   bucket's region is checked, ``model.tar.gz`` is uploaded to ``InputConfig.S3Uri`` (skipped
+   when an object with the same sha256 is there), the object is checked and the job created;
+3. with ``wait``: ``DescribeCompilationJob`` is polled with backoff (botocore has no waiter)
+   until every job is COMPLETED, FAILED or STOPPED.
+
+The lock records each job's name, ARN, status, output location (``S3ModelArtifacts``, read,
+never built), ``InferenceImage`` and artifact digest. A FAILED or STOPPED job raises
+:class:`CompileFailedError` quoting Neo's ``FailureReason`` verbatim with model and target.
+The caller owns the terminal: progress goes to ``on_event``, and on Ctrl-C ``confirm_stop``
+decides whether the running jobs are stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from neobuild.errors import AwsError, NeobuildError, RequestError
+from neobuild.model import Manifest, Model
+
+if TYPE_CHECKING:
+    from neobuild.aws import Aws, JobInfo
+    from neobuild.lockfile import LockEntry
+
+#: The SDK polls every 5 s (``Session.wait_for_compilation_job``); neobuild starts there.
+POLL_START = 5.0
+POLL_MAX = 60.0
+POLL_FACTOR = 1.5
+#: Waiting gives up this long after MaxRuntimeInSeconds (queueing, upload of the output).
+WAIT_SLACK = 1800.0
+
+FAILED_STATUSES = frozenset({"FAILED", "STOPPED"})
+
+
+@dataclass
+class CompileItem:
+    """One model and target, and what happened to its job."""
+
+    model: str
+    target: str
+    request_path: Path
+    job_name: str | None = None
+    status: str = "pending"  # pending | checked | a CompilationJobStatus
+    arn: str | None = None
+    output: str | None = None
+    inference_image: str | None = None
+    artifact_digest: str | None = None
+    failure_reason: str | None = None
+    uploaded: bool | None = None  # None: not submitted by this run
+    existed: bool = False  # the job already existed and was described, not created
+    region: str | None = None
+    max_runtime: int = 900
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_STATUSES
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in {"COMPLETED", "FAILED", "STOPPED"}
+
+    def apply(self, job: JobInfo) -> None:
+        """Take the job's state from a DescribeCompilationJob answer."""
+        self.job_name = job.name
+        self.status = job.status
+        self.arn = job.arn or self.arn
+        self.output = job.output
+        self.inference_image = job.inference_image
+        self.artifact_digest = job.artifact_digest
+        self.failure_reason = job.failure_reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "target": self.target,
+            "request": str(self.request_path),
+            "job_name": self.job_name,
+            "status": self.status,
+            "arn": self.arn,
+            "output": self.output,
+            "inference_image": self.inference_image,
+            "artifact_digest": self.artifact_digest,
+            "failure_reason": self.failure_reason,
+            "uploaded": self.uploaded,
+            "existed": self.existed,
+            "region": self.region,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class CompileResult:
+    """The outcome of one ``compile`` run."""
+
+    items: list[CompileItem]
+    submitted: bool
+    waited: bool
+
+    @property
+    def failures(self) -> list[CompileItem]:
+        return [i for i in self.items if i.failed]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "submitted": self.submitted,
+            "waited": self.waited,
+            "jobs": [i.to_json() for i in self.items],
+        }
+
+
+class CompileFailedError(AwsError):
+    """One or more compilation jobs ended FAILED or STOPPED; ``result`` holds them all."""
+
+    def __init__(self, message: str, *, result: CompileResult, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class CompileEvent:
+    """A step of a compile run, for progress display.
+
+    ``kind`` is one of: ``checked``, ``uploaded``, ``upload-skipped``, ``created``,
+    ``exists``, ``status`` (a job's status changed), ``waiting`` (one poll round; ``message``
+    says how many jobs run), ``throttled``, ``stopping``, ``stop-failed``, ``lock-skipped``.
+    """
+
+    kind: str
+    model: str = ""
+    target: str = ""
+    job_name: str | None = None
+    status: str | None = None
+    message: str = ""
+    elapsed: float = 0.0
+
+
+def describe_event(event: CompileEvent) -> str:
+    """A one-line human sentence for an event."""
+    where = f"{event.model} [{event.target}]" if event.model else ""
+    job = f"job {event.job_name}" if event.job_name else "job"
+    if event.kind == "checked":
+        return f"{where}: request passes pre-flight"
+    if event.kind == "uploaded":
+        return f"{where}: uploaded {event.message}"
+    if event.kind == "upload-skipped":
+        return f"{where}: {event.message} is already uploaded (same sha256)"
+    if event.kind == "created":
+        return f"{where}: created {job}"
+    if event.kind == "exists":
+        return f"{where}: {job} already exists ({event.status}); not recreated"
+    if event.kind == "status":
+        return f"{where}: {job} is {event.status} after {event.elapsed:.0f}s"
+    if event.kind == "waiting":
+        return f"waiting for {event.message} (next check in {event.elapsed:.0f}s)"
+    if event.kind == "throttled":
+        return f"SageMaker is throttling DescribeCompilationJob; slowing down ({event.message})"
+    if event.kind == "stopping":
+        return f"{where}: asked SageMaker to stop {job}"
+    if event.kind == "stop-failed":
+        return f"{where}: could not stop {job}: {event.message}"
+    if event.kind == "lock-skipped":
+        return f"{where}: not recorded in neo.lock: {event.message}"
+    return f"{where}: {event.kind} {event.message}".strip()
+
+
+EventSink = Callable[[CompileEvent], None]
+Connect = Callable[[str | None], "Aws"]
+
+
+def _ignore(_event: CompileEvent) -> None:
+    return None
+
+
+def _default_connect(region: str | None) -> Aws:
+    from neobuild import aws
+
+    return aws.connect(region)
+
+
+# --------------------------------------------------------------------------- pre-flight
+
+
+def _load_request(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RequestError(f"{path}: cannot read the request: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RequestError(f"{path}: a request must be a JSON object")
+    return data
+
+
+def _collect(
+    manifest: Manifest, models: Sequence[Model], on_event: EventSink
+) -> tuple[list[CompileItem], dict[str, dict[str, Any]]]:
+    """Load and pre-flight every request; raise one RequestError listing every problem."""
+    from neobuild import request as request_mod
+
+    items: list[CompileItem] = []
+    requests: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for model in models:
+        for target in model.targets:
+            path = manifest.build_dir / model.name / "requests" / f"{target.key}.json"
+            item = CompileItem(
+                model=model.name,
+                target=target.key,
+                request_path=path,
+                region=model.compile.region,
+                max_runtime=model.compile.max_runtime,
+            )
+            if not path.is_file():
+                problems.append(
+                    f"model {model.name}, target {target.key}: no request file {path} "
+                    f"(run `neobuild package {model.name}` first)"
+                )
+                continue
+            try:
+                request = _load_request(path)
+                item.warnings = request_mod.preflight(
+                    request, model=model.name, target=target.key, region=model.compile.region
+                )
+            except RequestError as exc:
+                problems.extend(exc.problems or [exc.message])
+                continue
+            marked = request_mod.placeholders(request)
+            if marked:
+                problems.append(
+                    f"model {model.name}, target {target.key}: placeholder values in "
+                    f"{', '.join(marked)} (packaged with --allow-incomplete)"
+                )
+                continue
+            item.job_name = str(request.get("CompilationJobName"))
+            item.status = "checked"
+            items.append(item)
+            requests[_key(item)] = request
+            on_event(CompileEvent("checked", item.model, item.target, item.job_name))
+    if problems:
+        raise RequestError(
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''} with the "
+            "compilation requests:\n  " + "\n  ".join(problems),
+            problems=problems,
+            hint="fix neo.yaml (compile:, targets:) and re-run `neobuild package`",
+        )
+    return items, requests
+
+
+def _key(item: CompileItem) -> str:
+    return f"{item.model}\0{item.target}"
+
+
+# --------------------------------------------------------------------------- submit
+
+
+class _Clients:
+    """One Aws per region, created on first use."""
+
+    def __init__(self, connect: Connect) -> None:
+        self._connect = connect
+        self._by_region: dict[str | None, Aws] = {}
+        self.checked_buckets: set[tuple[str | None, str]] = set()
+
+    def get(self, region: str | None) -> Aws:
+        if region not in self._by_region:
+            self._by_region[region] = self._connect(region)
+        return self._by_region[region]
+
+
+def _archive_for(
+    manifest: Manifest, entry: LockEntry | None, item: CompileItem
+) -> tuple[Path, str]:
+    if entry is None:
+        raise AwsError(
+            f"model {item.model} is not in neo.lock, so there is no archive to upload",
+            hint=f"run `neobuild package {item.model}` first",
+        )
+    return manifest.root / entry.archive_path, entry.archive.sha256
+
+
+def _submit_one(
+    manifest: Manifest,
+    item: CompileItem,
+    request: Mapping[str, Any],
+    entry: LockEntry | None,
+    clients: _Clients,
+    on_event: EventSink,
+) -> None:
+    from neobuild import aws
+
+    client = clients.get(item.region)
+    name = str(request["CompilationJobName"])
+    existing = client.find_compilation_job(name)
+    if existing is not None:
+        item.apply(existing)
+        item.existed = True
+        on_event(CompileEvent("exists", item.model, item.target, name, existing.status))
+        return
+    uri = (request.get("InputConfig") or {}).get("S3Uri")
+    if uri:
+        bucket, _ = aws.parse_s3_uri(uri)
+        if (item.region, bucket) not in clients.checked_buckets:
+            client.check_bucket_region(bucket)
+            clients.checked_buckets.add((item.region, bucket))
+        archive, sha256 = _archive_for(manifest, entry, item)
+        if not archive.is_file():
+            raise AwsError(
+                f"model {item.model}: archive {archive} is missing",
+                hint=f"run `neobuild package {item.model}`",
+            )
+        upload = client.upload_file(archive, uri, sha256=sha256)
+        item.uploaded = upload.uploaded
+        kind = "uploaded" if upload.uploaded else "upload-skipped"
+        on_event(CompileEvent(kind, item.model, item.target, name, message=uri))
+        client.require_object(uri, sha256=sha256)
+    try:
+        item.arn = client.create_compilation_job(request)
+    except aws.JobExistsError:
+        # created by a concurrent run between our describe and create
+        item.apply(client.describe_compilation_job(name))
+        item.existed = True
+        on_event(CompileEvent("exists", item.model, item.target, name, item.status))
+        return
+    item.job_name = name
+    item.status = "STARTING"
+    on_event(CompileEvent("created", item.model, item.target, name, item.status))
+
+
+# --------------------------------------------------------------------------- wait
+
+
+@dataclass
+class _Poll:
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    interval: float = POLL_START
+    max_interval: float = POLL_MAX
+
+
+def _wait(
+    items: Sequence[CompileItem],
+    clients: _Clients,
+    poll: _Poll,
+    timeout: float | None,
+    on_event: EventSink,
+) -> None:
+    """Poll every unfinished job until all are terminal; AwsError on timeout."""
+    from neobuild import aws
+
+    running = [i for i in items if not i.terminal]
+    if not running:
+        return
+    if timeout is None:
+        timeout = max(i.max_runtime for i in running) + WAIT_SLACK
+    started = poll.clock()
+    interval = poll.interval
+    while True:
+        elapsed = poll.clock() - started
+        still: list[CompileItem] = []
+        throttled = False
+        for item in running:
+            assert item.job_name is not None
+            try:
+                job = clients.get(item.region).describe_compilation_job(item.job_name)
+            except Exception as exc:
+                if not aws.is_throttling(exc):
+                    raise
+                throttled = True
+                still.append(item)
+                continue
+            before = item.status
+            item.apply(job)
+            if item.status != before:
+                on_event(
+                    CompileEvent(
+                        "status",
+                        item.model,
+                        item.target,
+                        item.job_name,
+                        item.status,
+                        elapsed=elapsed,
+                    )
+                )
+            if not item.terminal:
+                still.append(item)
+        running = still
+        if not running:
+            return
+        if throttled:
+            interval = min(interval * 2, poll.max_interval)
+            on_event(CompileEvent("throttled", message=f"next check in {interval:.0f}s"))
+        elapsed = poll.clock() - started
+        if elapsed + interval > timeout:
+            names = ", ".join(f"{i.model} [{i.target}] ({i.job_name}: {i.status})" for i in running)
+            raise AwsError(
+                f"gave up waiting after {elapsed:.0f}s for {len(running)} compilation "
+                f"job{'s' if len(running) != 1 else ''}: {names}",
+                hint="the jobs keep running on SageMaker; re-run `neobuild compile --submit "
+                "--wait` later to follow them (nothing is submitted twice)",
+            )
+        on_event(
+            CompileEvent(
+                "waiting",
+                message=f"{len(running)} job{'s' if len(running) != 1 else ''}",
+                elapsed=interval,
+            )
+        )
+        poll.sleep(interval)
+        if not throttled:
+            interval = min(interval * POLL_FACTOR, poll.max_interval)
+
+
+def _refresh(items: Sequence[CompileItem], clients: _Clients, on_event: EventSink) -> None:
+    """Describe each newly created job once, so the lock holds its real state (best effort)."""
+    from neobuild import aws
+
+    for item in items:
+        if item.existed or item.job_name is None or item.terminal:
+            continue
+        try:
+            job = clients.get(item.region).describe_compilation_job(item.job_name)
+        except Exception as exc:
+            if aws.is_throttling(exc):
+                continue
+            raise
+        item.apply(job)
+        if item.status != "STARTING":
+            on_event(CompileEvent("status", item.model, item.target, item.job_name, item.status))
+
+
+def _stop(items: Sequence[CompileItem], clients: _Clients, on_event: EventSink) -> None:
+    for item in items:
+        if item.terminal or item.job_name is None:
+            continue
+        try:
+            clients.get(item.region).stop_compilation_job(item.job_name)
+        except NeobuildError as exc:
+            on_event(
+                CompileEvent(
+                    "stop-failed", item.model, item.target, item.job_name, message=str(exc)
+                )
+            )
+            continue
+        item.status = "STOPPING"
+        on_event(CompileEvent("stopping", item.model, item.target, item.job_name, item.status))
+
+
+# --------------------------------------------------------------------------- lock
+
+
+def _record_jobs(
+    lock_path: Path,
+    items: Sequence[CompileItem],
+    fingerprints: Mapping[str, str],
+    on_event: EventSink,
+) -> None:
+    """Write each submitted job into its model's lock entry."""
+    from neobuild import lockfile
+
+    submitted = [i for i in items if i.job_name and i.status not in {"pending", "checked"}]
+    if not submitted:
+        return
+    current = lockfile.read_lock(lock_path)
+    updates: dict[str, LockEntry] = {}
+    for item in submitted:
+        entry = updates.get(item.model) or current.models.get(item.model)
+        if entry is None or entry.fingerprint != fingerprints.get(item.model):
+            on_event(
+                CompileEvent(
+                    "lock-skipped",
+                    item.model,
+                    item.target,
+                    item.job_name,
+                    message="the model was re-packaged while its job ran",
+                )
+            )
+            continue
+        assert item.job_name is not None
+        record = lockfile.JobRecord(
+            name=item.job_name,
+            arn=item.arn,
+            status=item.status,
+            output=item.output,
+            inference_image=item.inference_image,
+            artifact_digest=item.artifact_digest,
+            failure_reason=item.failure_reason,
+        )
+        updates[item.model] = replace(entry, jobs={**entry.jobs, item.target: record})
+    if updates:
+        lockfile.update_lock(lock_path, updates)
+
+
+def _failure_message(failures: Sequence[CompileItem]) -> str:
+    lines = []
+    for item in failures:
+        reason = item.failure_reason or "(SageMaker gave no FailureReason)"
+        lines.append(
+            f"model {item.model}, target {item.target}: compilation job {item.job_name} "
+            f"{item.status}: {reason}"
+        )
+    head = f"{len(failures)} compilation job{'s' if len(failures) != 1 else ''} did not complete"
+    return head + ":\n  " + "\n  ".join(lines)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def compile_models(
+    manifest: Manifest,
+    models: Sequence[Model],
+    *,
+    submit: bool,
+    wait: bool,
+    on_event: EventSink | None = None,
+    confirm_stop: Callable[[Sequence[CompileItem]], bool] | None = None,
+    connect: Connect | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    poll_interval: float = POLL_START,
+    max_poll_interval: float = POLL_MAX,
+    wait_timeout: float | None = None,
+    raise_on_failure: bool = True,
+) -> CompileResult:
+    """Pre-flight the models' requests; with ``submit`` run them on SageMaker Neo.
+
+    Args:
+        manifest: the loaded manifest.
+        models: the selected models (each target with a request file is one job).
+        submit: upload the archives and create the jobs (or describe existing ones).
+        wait: poll until every job is COMPLETED, FAILED or STOPPED (implies ``submit``'s
+            jobs exist; without ``submit`` nothing is polled).
+        on_event: progress callback (see :class:`CompileEvent` and :func:`describe_event`).
+        confirm_stop: asked on Ctrl-C while waiting, with the running jobs; True stops them.
+            KeyboardInterrupt is re-raised either way, after the lock is updated.
+        connect: region -> :class:`~neobuild.aws.Aws` (tests inject stubbed clients).
+        sleep: waits between polls (tests inject a fake).
+        clock: monotonic seconds (tests inject a fake).
+        poll_interval: first wait between polls; grows by 1.5x up to ``max_poll_interval``.
+        max_poll_interval: the longest wait between polls.
+        wait_timeout: give up waiting after this many seconds (default: the largest
+            MaxRuntimeInSeconds plus 30 minutes).
+        raise_on_failure: raise CompileFailedError when a job FAILED or was STOPPED.
+
+    Returns:
+        One item per model and target, with its job's state.
+
+    Raises:
+        RequestError: a request is missing or fails pre-flight (nothing is submitted).
+        AwsError: AWS refused something, or waiting timed out.
+        CompileFailedError: a job FAILED or was STOPPED (with ``raise_on_failure``).
+    """
+    from neobuild import lockfile
+
+    sink = on_event or _ignore
+    items, requests = _collect(manifest, models, sink)
+    result = CompileResult(items=items, submitted=submit, waited=submit and wait)
+    if not submit:
+        return result
+    lock_path = manifest.root / lockfile.LOCK_NAME
+    lock = lockfile.read_lock(lock_path)
+    fingerprints = {name: entry.fingerprint for name, entry in lock.models.items()}
+    clients = _Clients(connect or _default_connect)
+    try:
+        for item in items:
+            _submit_one(
+                manifest, item, requests[_key(item)], lock.models.get(item.model), clients, sink
+            )
+        if not wait:
+            _refresh(items, clients, sink)
+    finally:
+        _record_jobs(lock_path, items, fingerprints, sink)
+    if wait:
+        poll = _Poll(
+            sleep=sleep, clock=clock, interval=poll_interval, max_interval=max_poll_interval
+        )
+        try:
+            _wait(items, clients, poll, wait_timeout, sink)
+        except KeyboardInterrupt:
+            running = [i for i in items if not i.terminal]
+            if running and confirm_stop is not None and confirm_stop(running):
+                _stop(running, clients, sink)
+            raise
+        finally:
+            _record_jobs(lock_path, items, fingerprints, sink)
+    if raise_on_failure and result.failures:
+        raise CompileFailedError(
+            _failure_message(result.failures),
+            result=result,
+            hint="the compilation log is in CloudWatch, log group /aws/sagemaker/CompilationJobs, "
+            "stream named after the job; fix the model and re-run `neobuild package` and "
+            "`neobuild compile --submit` (a changed request gets a new job name)",
+        )
+    return result
