@@ -7,6 +7,7 @@ expected and what was found) and raise them all at once with :func:`raise_proble
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -152,6 +153,12 @@ def compare_inputs(
                 )
             )
     return problems
+
+
+def major_minor(version: str | None) -> tuple[int, int] | None:
+    """``"2.0.1"`` -> ``(2, 0)``; None when ``version`` does not start with ``N.N``."""
+    match = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(match[1]), int(match[2])) if match else None
 
 
 def raise_problems(

@@ -10,7 +10,6 @@ an external file (Neo receives only the archive, and TVM loads one file). When t
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,8 +201,8 @@ def _model_problems(name: str, info: OnnxInfo, model: Model) -> list[str]:
 
 def _opset_warnings(name: str, info: OnnxInfo, model: Model) -> list[str]:
     version = model.framework_version or ""
-    match = re.match(r"(\d+)\.(\d+)", version)
-    limit = MAX_OPSET.get((int(match[1]), int(match[2]))) if match else None
+    key = _common.major_minor(version)
+    limit = MAX_OPSET.get(key) if key else None
     if limit is None or info.opset is None or info.opset <= limit:
         return []
     return [

@@ -25,7 +25,6 @@ import ast
 import hashlib
 import pickle
 import pickletools
-import re
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -280,7 +279,7 @@ def _input_warnings(
 
 def _version_warnings(name: str, info: TorchScriptInfo, model: Model) -> list[str]:
     since = info.min_torch
-    wanted = _major_minor(model.framework_version)
+    wanted = _common.major_minor(model.framework_version)
     if since is None or wanted is None or since[0] <= wanted:
         return []
     (major, minor), record = since
@@ -290,11 +289,6 @@ def _version_warnings(name: str, info: TorchScriptInfo, model: Model) -> list[st
         f"{model.framework_version} may fail to load it (\"No module named '__torch__'\"): "
         "export with that torch release"
     ]
-
-
-def _major_minor(version: str | None) -> tuple[int, int] | None:
-    match = re.match(r"(\d+)\.(\d+)", version or "")
-    return (int(match[1]), int(match[2])) if match else None
 
 
 def _what_torch_save(root_class: str | None) -> str:
