@@ -1,0 +1,169 @@
+"""Fingerprints and the stat cache."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from test_plan_support import backdate, make_manifest, make_model, seed_models, write
+
+from neobuild import statcache
+from neobuild.fingerprint import PARTS, SourceIndex, fingerprint
+from neobuild.statcache import StatCache
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    seed_models(root, ["alpha"])
+    for i in range(30):
+        write(root, f"models/alpha/data/f{i}.txt", f"file {i}\n")
+    backdate(root)
+    return root
+
+
+def _fp(root: Path, cache: StatCache | None = None, **kw: object):
+    model = make_model("alpha", sources=["models/alpha/**", "common/*.py"], **kw)  # type: ignore[arg-type]
+    return fingerprint(make_manifest(root, [model]), model, stat_cache=cache, templates_hash="t")
+
+
+def test_parts_and_digest(root: Path) -> None:
+    fp = _fp(root)
+    assert set(PARTS) <= set(fp.parts)
+    assert fp.summary().keys() == set(PARTS)
+    assert fp.digest.startswith("sha256:") and len(fp.digest) == 71
+    assert "source:common/util.py" in fp.parts
+    assert "source:models/alpha/data/f7.txt" in fp.parts
+    assert "manifest.timeout" in fp.parts
+    assert fp.parts["neobuild"] == __import__("neobuild").__version__
+    assert fp.parts["adapter"].startswith("onnx@")
+    assert _fp(root) == fp  # deterministic
+    assert _fp(root, timeout=1).digest != fp.digest
+    write(root, "common/notes.md", "not matched by common/*.py")
+    assert _fp(root).digest == fp.digest
+
+
+def test_same_inputs_same_digest_in_another_checkout(root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    other = tmp_path / "elsewhere"
+    shutil.copytree(root, other)
+    assert _fp(other).digest == _fp(root).digest
+
+
+def test_glob_forms(root: Path) -> None:
+    index = SourceIndex(root)
+    assert sorted(index.match(["models/alpha/data/f1?.txt"])) == [
+        f"models/alpha/data/f{i}.txt" for i in range(10, 20)
+    ]
+    assert list(index.match(["common"])) == ["common/util.py"]  # a plain directory
+    assert list(index.match(["models/alpha/export.py"])) == ["models/alpha/export.py"]
+    assert list(index.match(["**/util.py"])) == ["common/util.py"]
+    assert index.match(["missing/**", "nope.py"]) == {}
+
+
+def test_warm_cache_reads_no_content(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cold = StatCache.load(root)
+    first = _fp(root, cold)
+    assert cold.reads == 32  # 30 data files, export.py, common/util.py
+    cold.save()
+
+    calls: list[Path] = []
+    real = statcache.hash_file
+
+    def counting(path: Path) -> str:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(statcache, "hash_file", counting)
+    warm = StatCache.load(root)
+    assert _fp(root, warm) == first
+    assert calls == [] and warm.reads == 0
+
+    # Unreadable files are not opened either while their stat is unchanged.
+    secret = root / "models/alpha/data/f3.txt"
+    mtime = secret.stat().st_mtime_ns
+    os.chmod(secret, 0)
+    try:
+        os.utime(secret, ns=(mtime, mtime))
+        again = StatCache.load(root)
+        assert _fp(root, again) == first
+        assert again.reads == 0
+    finally:
+        os.chmod(secret, 0o644)
+
+    # An edit is seen: only that file is read.
+    (root / "models/alpha/data/f4.txt").write_text("edited\n")
+    after = StatCache.load(root)
+    assert _fp(root, after).digest != first.digest
+    assert calls == [root / "models/alpha/data/f4.txt"]
+
+
+def test_racy_entries_are_not_trusted(root: Path) -> None:
+    target = root / "models/alpha/data/f5.txt"
+    target.write_text("AAAA\n")  # mtime = now: inside the racy window
+    cache = StatCache.load(root)
+    before = _fp(root, cache)
+    cache.save()
+    # Same size, same mtime: a stat-only check would miss this edit.
+    st = target.stat()
+    target.write_text("BBBB\n")
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = StatCache.load(root)
+    assert _fp(root, again).digest != before.digest
+    assert again.reads == 1
+
+
+def test_corrupt_truncated_or_foreign_cache_is_ignored(root: Path, tmp_path: Path) -> None:
+    cache = StatCache.load(root)
+    good = _fp(root, cache)
+    cache.save()
+    path = root / ".neobuild" / "statcache"
+    data = path.read_bytes()
+
+    # A cache whose hashes lie (payload edited) fails its checksum.
+    path.write_bytes(data[:-40] + bytes(40))
+    bad = StatCache.load(root)
+    assert bad.ignored == "checksum mismatch"
+    assert _fp(root, bad) == good and bad.reads == 32
+    bad.save()  # and is replaced by a good one
+    assert StatCache.load(root).ignored is None
+
+    for junk, why in [(b"", "truncated"), (b"garbage" * 20, "not a neobuild stat cache")]:
+        path.write_bytes(junk)
+        assert StatCache.load(root).ignored == why
+
+    # Another format version.
+    path.write_bytes(data[:8] + (99).to_bytes(4, "little") + data[12:])
+    assert (StatCache.load(root).ignored or "").startswith("format 99")
+
+    # Another root: a copied .neobuild/ is not trusted.
+    import shutil
+
+    other = tmp_path / "copy"
+    shutil.copytree(root, other)
+    (other / ".neobuild").mkdir(exist_ok=True)
+    (other / ".neobuild" / "statcache").write_bytes(data)
+    copied = StatCache.load(other)
+    assert (copied.ignored or "").startswith("belongs to ")
+    assert _fp(other, copied).digest == good.digest
+
+
+def test_save_is_skipped_when_nothing_changed_and_prunes_deleted(root: Path) -> None:
+    cache = StatCache.load(root)
+    _fp(root, cache)
+    cache.save()
+    path = root / ".neobuild" / "statcache"
+    stamp = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    warm = StatCache.load(root)
+    _fp(root, warm)
+    warm.save()
+    assert path.stat().st_mtime_ns == stamp  # no rewrite for a no-op
+    assert len(warm) == 32
+    (root / "models/alpha/data/f0.txt").unlink()
+    other = StatCache.load(root)
+    other.save()  # nothing looked up: entries of deleted files are dropped
+    assert len(StatCache.load(root)) == 31
