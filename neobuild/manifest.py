@@ -1,0 +1,1497 @@
+"""Load neo.yaml: parse, validate (cerberus + Neo's rules), and build frozen dataclasses.
+
+The pipeline, for the top-level file and every file its ``include`` globs name:
+
+1. parse with ruamel's C safe loader, keeping the node tree for positions
+   (``node.start_mark``) and the scalars' original text (``2.10`` stays ``2.10``);
+2. check the structure with cerberus (``schema.MANIFEST_SCHEMA``), each model on its own;
+3. merge ``defaults`` under each model (top-level, then the file's own; mappings merge,
+   lists and scalars replace) and apply Neo's rules (``neo.py``) to the result;
+4. build :class:`~neobuild.model.Manifest`. Nothing after this module sees a dict.
+
+Every problem is collected (all at once) as a :class:`~neobuild.errors.Problem`
+positioned at the place the value was written, which may be a ``defaults`` block.
+
+A validated manifest is cached in ``<root>/.neobuild/manifest-cache.json``, keyed by
+the content of every manifest file, the include globs' results and neobuild's version;
+on a hit only the files the result depends on are stat'ed again.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import posixpath
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cerberus
+from cerberus import errors as cerr
+from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from neobuild import __version__, neo, schema
+from neobuild.atomic import atomic_write_text
+from neobuild.errors import ManifestError, Problem, Severity, UsageError
+from neobuild.model import (
+    FRAMEWORKS,
+    CacheSettings,
+    CompileSettings,
+    ExportRef,
+    InputForm,
+    Inputs,
+    InputSpec,
+    Manifest,
+    Model,
+    Platform,
+    Position,
+    Target,
+    VpcConfig,
+)
+from neobuild.suggest import did_you_mean
+
+try:  # the C parser is much faster; the pure one has the same interface
+    from ruamel.yaml.cyaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - no compiler on this platform
+    from ruamel.yaml.loader import SafeLoader as _Loader  # type: ignore[assignment]
+
+MANIFEST_NAME = "neo.yaml"
+STATE_DIR = ".neobuild"
+CACHE_NAME = "manifest-cache.json"
+_CACHE_FORMAT = 1
+
+DEFAULT_BUILD_DIR = "build/neo"
+DEFAULT_TIMEOUT = 900
+DEFAULT_MAX_RUNTIME = 900
+
+#: A job name is ``<model>-<target>-<8 hex>`` (NEO_REFERENCE §5) and at most 63
+#: characters: leave room for the longest device (``jacinto-tda4vm``) and the hash.
+MODEL_NAME_MAX = 63 - len("-jacinto-tda4vm") - len("-01234567")
+_MODEL_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_EXPORT_PATH = re.compile(rf"(?P<path>[^:\s]+\.py):(?P<function>{_IDENT})")
+_EXPORT_MODULE = re.compile(rf"(?P<module>{_IDENT}(?:\.{_IDENT})*):(?P<function>{_IDENT})")
+
+PathKey = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------
+
+
+def find_manifest(start: Path, explicit: Path | None = None) -> Path:
+    """The manifest to use: ``explicit``, else ``neo.yaml`` in ``start`` or a parent.
+
+    The search stops at the git root (the first directory holding ``.git``).
+
+    Raises:
+        UsageError: no manifest was found, or ``explicit`` is not a file.
+    """
+    if explicit is not None:
+        if not explicit.is_file():
+            raise UsageError(
+                f"manifest {explicit} does not exist",
+                hint="check the --manifest path, or run `neobuild init` to create one",
+            )
+        return explicit.absolute()
+    directory = start.absolute()
+    while True:
+        candidate = directory / MANIFEST_NAME
+        if candidate.is_file():
+            return candidate
+        if (directory / ".git").exists() or directory.parent == directory:
+            break
+        directory = directory.parent
+    raise UsageError(
+        f"no {MANIFEST_NAME} in {start.absolute()} or its parents (up to the git root)",
+        hint="run `neobuild init` to write one, or pass -C DIR / --manifest FILE",
+    )
+
+
+def load(path: Path, *, use_cache: bool = True) -> Manifest:
+    """Load and validate the manifest at ``path``.
+
+    Warnings do not fail the load; they are in ``Manifest.warnings``.
+
+    Raises:
+        ManifestError: the manifest has errors; ``problems`` holds every problem.
+    """
+    manifest, problems = check(path, use_cache=use_cache)
+    errors = [p for p in problems if p.severity == "error"]
+    if manifest is None or errors:
+        raise ManifestError(
+            f"{path} has {len(errors)} error(s)",
+            problems=problems,
+            hint="fix the problems listed above; `neobuild validate` lists them again",
+        )
+    return manifest
+
+
+def check(path: Path, *, use_cache: bool = True) -> tuple[Manifest | None, list[Problem]]:
+    """Validate the manifest at ``path`` and return it with every error and warning.
+
+    The manifest is None when there is at least one error. Problems are sorted by file
+    (top level first, then includes) and position.
+    """
+    path = path.absolute()
+    root = path.parent
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, [Problem(f"cannot read the manifest: {exc.strerror or exc}", file=path)]
+    if use_cache:
+        cached = _cache_lookup(path, root, data)
+        if cached is not None:
+            return _with_env(cached), list(cached.warnings)
+    validator = _Validator(path, root)
+    manifest = validator.run(data)
+    problems = validator.sorted_problems()
+    if manifest is not None and use_cache:
+        _cache_store(path, root, data, manifest, validator)
+    return (_with_env(manifest) if manifest is not None else None), problems
+
+
+def _with_env(manifest: Manifest) -> Manifest:
+    """Apply ``NEOBUILD_CACHE_URL``, which overrides ``cache.url`` (never cached)."""
+    url = os.environ.get("NEOBUILD_CACHE_URL")
+    if not url:
+        return manifest
+    read_only = manifest.cache.read_only if manifest.cache is not None else False
+    return _replace(manifest, cache=CacheSettings(url=url, read_only=read_only))
+
+
+def _replace(manifest: Manifest, **changes: Any) -> Manifest:
+    import dataclasses
+
+    return dataclasses.replace(manifest, **changes)
+
+
+# --------------------------------------------------------------------------------------
+# Parsing: plain data plus the node tree for positions
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Doc:
+    """One parsed manifest file."""
+
+    path: Path  # absolute
+    rel_dir: str  # its directory, relative to the root ("" for the root)
+    index: int  # 0 = top level
+    data: Any = None
+    node: Node | None = None
+    digest: str = ""
+
+    def node_at(self, path: PathKey, *, at: str = "value") -> tuple[Node | None, bool]:
+        """The node at ``path`` (or the deepest one on the way) and whether it was found.
+
+        ``at="key"`` returns the key node of the last mapping step.
+        """
+        node = self.node
+        found = True
+        key_node: Node | None = None
+        for i, step in enumerate(path):
+            last = i == len(path) - 1
+            nxt: Node | None = None
+            if isinstance(node, MappingNode):
+                for k, v in node.value:
+                    if isinstance(k, ScalarNode) and k.value == str(step):
+                        nxt, key_node = v, k
+                        break
+                if nxt is not None and last and at == "key":
+                    return key_node, True
+            elif (
+                isinstance(node, SequenceNode)
+                and isinstance(step, int)
+                and 0 <= step < len(node.value)
+            ):
+                nxt = node.value[step]
+            if nxt is None:
+                found = False
+                break
+            node = nxt
+        return node, found
+
+    def position(self, path: PathKey, *, at: str = "value") -> tuple[int, int]:
+        node, _ = self.node_at(path, at=at)
+        if node is None or node.start_mark is None:
+            return 1, 1
+        return node.start_mark.line + 1, node.start_mark.column + 1
+
+    def text(self, path: PathKey) -> str | None:
+        """The original text of the scalar at ``path`` (``2.10`` as written)."""
+        node, found = self.node_at(path)
+        if found and isinstance(node, ScalarNode):
+            return str(node.value)
+        return None
+
+    def has(self, path: PathKey) -> bool:
+        value = self.data
+        for step in path:
+            if isinstance(value, Mapping):
+                if step not in value:
+                    return False
+            elif not (isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value)):
+                return False
+            value = value[step]
+        return True
+
+
+def _parse(doc: _Doc, data: bytes) -> Problem | None:
+    """Fill ``doc.data``/``doc.node`` from ``data``; a positioned Problem on a syntax error."""
+    doc.digest = hashlib.sha256(data).hexdigest()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Problem(f"not UTF-8 text: {exc.reason} at byte {exc.start}", file=doc.path)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        doc.node = node
+        doc.data = loader.construct_document(node) if node is not None else None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = str(exc.problem or exc.context or "invalid YAML")
+        if exc.context and exc.problem:
+            message = f"{exc.problem} ({exc.context.strip()})"
+        return Problem(
+            f"invalid YAML: {message}",
+            file=doc.path,
+            line=(mark.line + 1) if mark is not None else 0,
+            col=(mark.column + 1) if mark is not None else 0,
+            hint="fix the YAML syntax at this position",
+        )
+    finally:
+        dispose = getattr(loader, "dispose", None)
+        if dispose is not None:
+            dispose()
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------
+
+_VALIDATORS: dict[str, cerberus.Validator] = {}
+
+
+def _validator(name: str) -> cerberus.Validator:
+    """One cerberus Validator per schema, built once (building one is slow)."""
+    if name not in _VALIDATORS:
+        schemas = {
+            "top": schema.shallow(schema.MANIFEST_SCHEMA),
+            "included": schema.shallow(schema.INCLUDED_SCHEMA),
+            "model": schema.MODEL_FIELDS,
+        }
+        _VALIDATORS[name] = cerberus.Validator(schemas[name])
+    return _VALIDATORS[name]
+
+
+def _schema_for(name: str) -> dict[str, Any]:
+    return {
+        "top": schema.MANIFEST_SCHEMA,
+        "included": schema.INCLUDED_SCHEMA,
+        "model": schema.MODEL_FIELDS,
+    }[name]
+
+
+@dataclass
+class _ModelSource:
+    """Where a model was declared, and the defaults that apply to it (lowest first)."""
+
+    name: str
+    doc: _Doc
+    defaults: list[tuple[_Doc, PathKey]]  # (doc, ("defaults",)), top-level first
+
+    @property
+    def path(self) -> PathKey:
+        return ("models", self.name)
+
+    def candidates(self) -> Iterator[tuple[_Doc, PathKey]]:
+        """Where a merged value may have come from, most specific first."""
+        yield self.doc, self.path
+        yield from reversed(self.defaults)
+
+
+@dataclass
+class _Validator:
+    path: Path
+    root: Path
+    docs: list[_Doc] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    probes: dict[str, bool] = field(default_factory=dict)  # "f:rel"/"d:rel" -> existed
+    include_patterns: list[str] = field(default_factory=list)
+    _seen: set[tuple[Any, ...]] = field(default_factory=set)
+
+    # ---- reporting -------------------------------------------------------------------
+
+    def report(
+        self,
+        doc: _Doc,
+        path: PathKey,
+        message: str,
+        *,
+        hint: str | None = None,
+        severity: Severity = "error",
+        at: str = "value",
+        shown: PathKey | None = None,
+    ) -> None:
+        line, col = doc.position(path, at=at)
+        dotted = _dotted(shown if shown is not None else path)
+        key = (doc.index, line, col, dotted, message)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.problems.append(
+            Problem(
+                message,
+                path=dotted,
+                file=doc.path,
+                line=line,
+                col=col,
+                severity=severity,
+                hint=hint,
+            )
+        )
+
+    def report_model(
+        self,
+        src: _ModelSource,
+        sub: PathKey,
+        message: str,
+        *,
+        hint: str | None = None,
+        severity: Severity = "error",
+        at: str = "value",
+    ) -> None:
+        """Report on a merged model value, positioned where it was written."""
+        doc, full = self.locate(src, sub)
+        self.report(doc, full, message, hint=hint, severity=severity, at=at, shown=src.path + sub)
+
+    def locate(self, src: _ModelSource, sub: PathKey) -> tuple[_Doc, PathKey]:
+        for doc, base in src.candidates():
+            if doc.has(base + sub):
+                return doc, base + sub
+        # not written anywhere (a missing key): point at the model's name
+        return src.doc, src.path
+
+    def sorted_problems(self) -> list[Problem]:
+        order = {doc.path: doc.index for doc in self.docs}
+        return sorted(
+            self.problems,
+            key=lambda p: (order.get(p.file, -1) if p.file else -1, p.line, p.col, p.path),
+        )
+
+    @property
+    def has_errors(self) -> bool:
+        return any(p.severity == "error" for p in self.problems)
+
+    # ---- files -----------------------------------------------------------------------
+
+    def exists(self, rel: str, kind: str) -> bool:
+        """Whether the repo-relative path exists as a file ("f") or directory ("d")."""
+        target = self.root / rel
+        ok = target.is_file() if kind == "f" else target.is_dir()
+        self.probes[f"{kind}:{rel}"] = ok
+        return ok
+
+    def repo_path(self, doc: _Doc, value: str) -> str | None:
+        """``value`` (relative to ``doc``'s directory) as a repo-relative posix path.
+
+        None when it is absolute or leaves the repository.
+        """
+        if value.startswith("/") or re.match(r"[A-Za-z]:[\\/]", value) or value.startswith("~"):
+            return None
+        joined = posixpath.normpath(posixpath.join(doc.rel_dir, value.replace("\\", "/")))
+        if joined == ".." or joined.startswith("../"):
+            return None
+        return joined
+
+    # ---- the pipeline ----------------------------------------------------------------
+
+    def run(self, data: bytes) -> Manifest | None:
+        top = _Doc(self.path, "", 0)
+        self.docs.append(top)
+        if not self.parse_file(top, data, "top"):
+            return None
+        self.load_includes(top)
+        sources = self.collect_models()
+        models: dict[str, Model] = {}
+        for src in sources:
+            model = self.build_model(src)
+            if model is not None:
+                models[src.name] = model
+        settings = self.top_level(top)
+        if self.has_errors or settings is None:
+            return None
+        build_dir, templates_dir, cache = settings
+        warnings = tuple(p for p in self.sorted_problems() if p.severity == "warning")
+        return Manifest(
+            path=self.path,
+            root=self.root,
+            build_dir=build_dir,
+            models=models,
+            files=tuple(doc.path for doc in self.docs),
+            cache=cache,
+            templates_dir=templates_dir,
+            warnings=warnings,
+        )
+
+    def parse_file(self, doc: _Doc, data: bytes, kind: str) -> bool:
+        syntax = _parse(doc, data)
+        if syntax is not None:
+            self.problems.append(syntax)
+            return False
+        if doc.data is None:
+            self.report(
+                doc,
+                (),
+                "the manifest is empty",
+                hint="start from `neobuild init`, or add `version: 1` and `models:`",
+            )
+            return False
+        if not isinstance(doc.data, dict):
+            self.report(
+                doc,
+                (),
+                f"the manifest must be a mapping, got {_describe(doc.data)}",
+                hint="start with `version: 1` and `models:`",
+            )
+            return False
+        self.cerberus(doc, (), doc.data, kind)
+        return True
+
+    def cerberus(self, doc: _Doc, base: PathKey, document: Any, kind: str) -> None:
+        validator = _validator(kind)
+        if validator.validate(document):
+            return
+        for error, in_keys in _leaf_errors(validator._errors):
+            self.cerberus_problem(doc, base, error, in_keys, _schema_for(kind))
+
+    def cerberus_problem(
+        self, doc: _Doc, base: PathKey, error: Any, in_keys: bool, root_schema: dict[str, Any]
+    ) -> None:
+        path: PathKey = base + tuple(error.document_path)
+        rules = _rules_at(root_schema, tuple(error.schema_path)[:-1])
+        meta = rules.get("meta", {}) if isinstance(rules, dict) else {}
+        code = error.code
+        value = error.value
+        name = str(path[-1]) if path else ""
+        if code == cerr.UNKNOWN_FIELD.code:
+            allowed = _allowed_keys(root_schema, tuple(error.schema_path))
+            guess = did_you_mean(name, allowed)
+            self.report(
+                doc,
+                path,
+                f"unknown key {name!r}",
+                hint=guess or (f"allowed keys: {', '.join(allowed)}" if allowed else None),
+                at="key",
+            )
+        elif code == cerr.REQUIRED_FIELD.code:
+            parent = path[:-1]
+            where = "the manifest" if not parent else _dotted(parent)
+            self.report(
+                doc,
+                parent,
+                f"missing required key {name!r}",
+                hint=_REQUIRED_HINTS.get(name, f"add `{name}:` to {where}"),
+                at="key",
+                shown=parent,
+            )
+        elif code in (cerr.BAD_TYPE.code, cerr.NOT_NULLABLE.code):
+            self.bad_type(doc, path, rules, value, name)
+        elif code == cerr.EMPTY_NOT_ALLOWED.code:
+            self.report(doc, path, "must not be empty")
+        elif code in (cerr.MIN_LENGTH.code, cerr.MAX_LENGTH.code, cerr.REGEX_MISMATCH.code):
+            self.length_or_pattern(doc, path, rules, meta, value, code, error.constraint, in_keys)
+        elif code == cerr.MIN_VALUE.code:
+            self.report(doc, path, f"must be at least {error.constraint}, got {value!r}")
+        elif code == cerr.MAX_VALUE.code:
+            self.report(doc, path, f"must be at most {error.constraint}, got {value!r}")
+        elif code == cerr.UNALLOWED_VALUE.code and name == "version":
+            self.report(
+                doc,
+                path,
+                f"unsupported manifest version {value!r}",
+                hint="this neobuild reads `version: 1`",
+            )
+        else:  # pragma: no cover - a rule the schema does not use
+            self.report(doc, path, f"invalid value {value!r} ({error.rule})")
+
+    def bad_type(self, doc: _Doc, path: PathKey, rules: Any, value: Any, name: str) -> None:
+        types = rules.get("type") if isinstance(rules, dict) else None
+        expected = _expected(types)
+        text = doc.text(path)
+        hint = None
+        if name == "framework_version" and isinstance(value, int | float) and text is not None:
+            self.report(
+                doc,
+                path,
+                f"framework_version {text} is read by YAML as the number {value!r}",
+                hint=f'quote it: framework_version: "{text}"',
+            )
+            return
+        if "string" in _as_list(types) and isinstance(value, int | float | bool) and text:
+            hint = f'quote it: "{text}"'
+        self.report(doc, path, f"expected {expected}, got {_describe(value)}", hint=hint)
+
+    def length_or_pattern(
+        self,
+        doc: _Doc,
+        path: PathKey,
+        rules: Any,
+        meta: Mapping[str, Any],
+        value: Any,
+        code: int,
+        constraint: Any,
+        in_keys: bool,
+    ) -> None:
+        at = "key" if in_keys else "value"
+        rule_name = meta.get("rule")
+        if rule_name is not None and isinstance(value, str):
+            message = neo.field_problem(rule_name, value) or f"invalid {rule_name} {value!r}"
+            self.report(doc, path, message, at=at)
+            return
+        if code == cerr.REGEX_MISMATCH.code:
+            name = str(path[-2]) if len(path) > 1 else ""
+            if name == "env":
+                message = f"{value!r} is not a valid environment variable name"
+            elif path and path[-1] == "region":
+                message = f"{value!r} is not an AWS Region name like us-east-1"
+            else:
+                message = f"{value!r} does not match {rules.get('regex')}"
+            self.report(doc, path, message, at=at)
+            return
+        types = _as_list(rules.get("type") if isinstance(rules, dict) else None)
+        unit = "item" if "list" in types else "entry" if "dict" in types else "character"
+        bound = "at least" if code == cerr.MIN_LENGTH.code else "at most"
+        count = len(value) if hasattr(value, "__len__") else value
+        self.report(doc, path, f"needs {bound} {constraint} {unit}(s), got {count}", at=at)
+
+    # ---- includes and models ---------------------------------------------------------
+
+    def load_includes(self, top: _Doc) -> None:
+        patterns = top.data.get("include")
+        if not isinstance(patterns, list):
+            return
+        seen: set[Path] = {top.path}
+        for i, pattern in enumerate(patterns):
+            if not isinstance(pattern, str) or not pattern:
+                continue
+            self.include_patterns.append(pattern)
+            rel = self.repo_path(top, pattern)
+            if rel is None:
+                self.report(
+                    top,
+                    ("include", i),
+                    f"include {pattern!r} leaves the repository",
+                    hint="include only files under the directory of neo.yaml",
+                )
+                continue
+            matches = _expand(self.root, rel)
+            if not matches:
+                self.report(
+                    top,
+                    ("include", i),
+                    f"include {pattern!r} matches no file",
+                    severity="warning",
+                    hint="check the glob; paths are relative to this file",
+                )
+            for match in matches:
+                if match in seen:
+                    continue
+                seen.add(match)
+                doc = _Doc(
+                    match,
+                    posixpath.dirname(match.relative_to(self.root).as_posix()),
+                    len(self.docs),
+                )
+                self.docs.append(doc)
+                try:
+                    data = match.read_bytes()
+                except OSError as exc:
+                    self.report(top, ("include", i), f"cannot read {match}: {exc.strerror}")
+                    continue
+                self.parse_file(doc, data, "included")
+
+    def collect_models(self) -> list[_ModelSource]:
+        top = self.docs[0]
+        top_defaults = _defaults_of(top)
+        declared: dict[str, _ModelSource] = {}
+        for doc in self.docs:
+            if not isinstance(doc.data, dict):
+                continue
+            models = doc.data.get("models")
+            if not isinstance(models, dict):
+                continue
+            defaults = list(top_defaults)
+            if doc is not top:
+                defaults.extend(_defaults_of(doc))
+            for name in models:
+                if not isinstance(name, str):
+                    self.report(doc, ("models", name), "a model name must be a string", at="key")
+                    continue
+                first = declared.get(name)
+                if first is not None:
+                    line, col = first.doc.position(first.path, at="key")
+                    self.report(
+                        doc,
+                        ("models", name),
+                        f"model {name!r} is already declared at {first.doc.path}:{line}:{col}",
+                        hint="model names must be unique across neo.yaml and its includes",
+                        at="key",
+                    )
+                    continue
+                src = _ModelSource(name, doc, defaults)
+                declared[name] = src
+                self.check_name(src)
+                if isinstance(models[name], dict):
+                    self.cerberus(doc, src.path, models[name], "model")
+        return list(declared.values())
+
+    def check_name(self, src: _ModelSource) -> None:
+        name = src.name
+        if not _MODEL_NAME.fullmatch(name):
+            self.report(
+                src.doc,
+                src.path,
+                f"model name {name!r} cannot be part of a CompilationJobName",
+                hint="use letters, digits and hyphens; start and end with a letter or digit",
+                at="key",
+            )
+        elif len(name) > MODEL_NAME_MAX:
+            self.report(
+                src.doc,
+                src.path,
+                f"model name {name!r} is {len(name)} characters; at most {MODEL_NAME_MAX} fit "
+                "in a CompilationJobName with the target and a hash",
+                at="key",
+            )
+
+    def merged(self, src: _ModelSource) -> dict[str, Any] | None:
+        entry = src.doc.data["models"][src.name]
+        if not isinstance(entry, dict):
+            return None
+        result: dict[str, Any] = {}
+        for doc, base in src.defaults:
+            block = doc.data.get(base[0]) if isinstance(doc.data, dict) else None
+            if isinstance(block, dict):
+                result = _deep_merge(result, block)
+        return _deep_merge(result, entry)
+
+    def origin(self, src: _ModelSource, key: str) -> _Doc:
+        """The file a model's top-level key was written in (for relative paths)."""
+        doc, _ = self.locate(src, (key,))
+        return doc
+
+    # ---- one model -------------------------------------------------------------------
+
+    def build_model(self, src: _ModelSource) -> Model | None:
+        m = self.merged(src)
+        if m is None:
+            return None
+        ok = True
+        for key in ("framework", "targets"):
+            if key not in m or m[key] is None:
+                self.report(
+                    src.doc,
+                    src.path,
+                    f"missing required key {key!r}",
+                    hint=_REQUIRED_HINTS.get(key),
+                    at="key",
+                )
+                ok = False
+        framework = self.framework(src, m.get("framework"))
+        version = m.get("framework_version")
+        version = version if isinstance(version, str) else None
+        export = self.export(src, m.get("export"))
+        compile_settings = self.compile_settings(m.get("compile"))
+        model_options = self.options(src, ("compiler_options",), m.get("compiler_options"))
+        targets = self.targets(src, m.get("targets"), model_options)
+        if framework is not None and targets:
+            region = compile_settings.region
+            for i, target in enumerate(targets):
+                for severity, message in neo.target_problems(
+                    framework, version, target, region=region
+                ):
+                    sub = _target_sub(m, i, message)
+                    self.report_model(src, sub, message, severity=severity)
+        inputs = self.inputs(src, framework, version, targets, m)
+        sources = self.sources(src, m.get("sources"), export)
+        requirements, requirements_file = self.requirements(src, m.get("requirements"))
+        templates_dir = self.templates_dir(src, m.get("templates_dir"))
+        if not ok or framework is None or export is None or inputs is None or targets is None:
+            return None
+        raw_env, raw_tags, timeout = m.get("env"), m.get("tags"), m.get("timeout")
+        env: dict[Any, Any] = raw_env if isinstance(raw_env, dict) else {}
+        tags: list[Any] = raw_tags if isinstance(raw_tags, list) else []
+        line, col = src.doc.position(src.path, at="key")
+        return Model(
+            name=src.name,
+            framework=framework,
+            export=export,
+            inputs=inputs,
+            targets=targets,
+            framework_version=version,
+            sources=sources,
+            requirements=requirements,
+            requirements_file=requirements_file,
+            env=tuple(sorted((str(k), str(v)) for k, v in env.items())),
+            timeout=timeout if isinstance(timeout, int) and _is_int(timeout) else DEFAULT_TIMEOUT,
+            tags=tuple(str(t) for t in tags),
+            compiler_options=model_options,
+            compile=compile_settings,
+            templates_dir=templates_dir,
+            smoke=m.get("smoke") is True,
+            position=Position(src.doc.path, line, col),
+        )
+
+    def framework(self, src: _ModelSource, value: Any) -> str | None:
+        if not isinstance(value, str):
+            return None
+        normal = value.lower()
+        if normal in FRAMEWORKS:
+            return normal
+        self.report_model(
+            src,
+            ("framework",),
+            f"unknown framework {value!r}",
+            hint=did_you_mean(value, FRAMEWORKS) or f"one of: {', '.join(FRAMEWORKS)}",
+        )
+        return None
+
+    def export(self, src: _ModelSource, value: Any) -> ExportRef | None:
+        if not isinstance(value, str) or not value:
+            return None
+        sub: PathKey = ("export",)
+        doc = self.origin(src, "export")
+        by_path = _EXPORT_PATH.fullmatch(value)
+        if by_path is not None:
+            rel = self.repo_path(doc, by_path["path"])
+            if rel is None:
+                self.report_model(
+                    src, sub, f"export file {by_path['path']!r} is outside the repository"
+                )
+                return None
+            if not self.exists(rel, "f"):
+                self.report_model(
+                    src,
+                    sub,
+                    f"export file {rel} does not exist",
+                    hint="paths are relative to the manifest file that declares the model",
+                )
+                return None
+            return ExportRef(function=by_path["function"], path=rel)
+        by_module = _EXPORT_MODULE.fullmatch(value)
+        if by_module is not None:
+            return ExportRef(function=by_module["function"], module=by_module["module"])
+        self.report_model(
+            src,
+            sub,
+            f"export {value!r} is not path/to/file.py:function or package.module:function",
+            hint="e.g. export: models/resnet/export.py:export",
+        )
+        return None
+
+    def options(self, src: _ModelSource, sub: PathKey, value: Any) -> Any:
+        """Compiler options as JSON values; a JSON object written as a string is parsed."""
+        if isinstance(value, str) and value.lstrip().startswith("{"):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                self.report_model(
+                    src,
+                    sub,
+                    f"compiler_options is not valid JSON: {exc}",
+                    hint="write it as a YAML mapping, e.g. compiler_options: {mcpu: skylake-avx512}",
+                )
+                return None
+        if value is not None:
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                self.report_model(
+                    src,
+                    sub,
+                    f"compiler_options cannot be written as JSON: {exc}",
+                    hint="quote dates and use only strings, numbers, booleans, lists and mappings",
+                )
+                return None
+        return value
+
+    def targets(
+        self, src: _ModelSource, value: Any, model_options: Any
+    ) -> tuple[Target, ...] | None:
+        if not isinstance(value, list):
+            return None
+        result: list[Target] = []
+        keys: dict[str, int] = {}
+        ok = True
+        for i, item in enumerate(value):
+            sub: PathKey = ("targets", i)
+            target = self.target(src, sub, item, model_options)
+            if target is None:
+                ok = False
+                continue
+            if target.key in keys:
+                self.report_model(
+                    src,
+                    sub,
+                    f"target {target.key} is listed twice (first at targets[{keys[target.key]}])",
+                    hint="remove the duplicate",
+                )
+                ok = False
+                continue
+            keys[target.key] = i
+            result.append(target)
+        return tuple(result) if ok and result else None
+
+    def target(
+        self, src: _ModelSource, sub: PathKey, item: Any, model_options: Any
+    ) -> Target | None:
+        doc, full = self.locate(src, sub)
+        line, col = doc.position(full)
+        position = Position(doc.path, line, col)
+        if isinstance(item, str):
+            device = self.device(src, sub, item)
+            if device is None:
+                return None
+            return Target(
+                device=device,
+                compiler_options=_merge_options(model_options, None),
+                position=position,
+            )
+        if not isinstance(item, dict):
+            return None  # cerberus reported the type
+        has_device = item.get("device") is not None
+        has_platform = item.get("platform") is not None
+        if has_device == has_platform:
+            self.report_model(
+                src,
+                sub,
+                "a target needs exactly one of device or platform"
+                if not has_device
+                else "a target has device or platform, not both",
+                hint="TargetDevice and TargetPlatform are mutually exclusive",
+            )
+            return None
+        options = self.options(src, (*sub, "compiler_options"), item.get("compiler_options"))
+        merged = _merge_options(model_options, options)
+        if has_device:
+            if not isinstance(item["device"], str):
+                return None
+            device = self.device(src, (*sub, "device"), item["device"])
+            if device is None:
+                return None
+            return Target(device=device, compiler_options=merged, position=position)
+        platform = self.platform(src, (*sub, "platform"), item["platform"])
+        if platform is None:
+            return None
+        return Target(platform=platform, compiler_options=merged, position=position)
+
+    def device(self, src: _ModelSource, sub: PathKey, value: str) -> str | None:
+        normal = value.lower()
+        if normal in neo.TARGET_DEVICES:
+            return normal
+        guess = did_you_mean(value, neo.TARGET_DEVICES)
+        hint = guess
+        if guess is None and value.upper() in neo.PLATFORM_OS + neo.PLATFORM_ARCH:
+            hint = "a platform is written {platform: {os: LINUX, arch: ARM64}}"
+        self.report_model(
+            src,
+            sub,
+            f"unknown target device {value!r}",
+            hint=hint or "see `neobuild schema` for the 37 TargetDevice values",
+        )
+        return None
+
+    def platform(self, src: _ModelSource, sub: PathKey, value: Any) -> Platform | None:
+        if not isinstance(value, dict):
+            return None
+        parts: dict[str, str | None] = {}
+        ok = True
+        for key, allowed in (
+            ("os", neo.PLATFORM_OS),
+            ("arch", neo.PLATFORM_ARCH),
+            ("accelerator", neo.PLATFORM_ACCELERATOR),
+        ):
+            raw = value.get(key)
+            if raw is None:
+                parts[key] = None
+                ok = ok and key == "accelerator"
+                continue
+            if not isinstance(raw, str):
+                ok = False
+                continue
+            normal = raw.upper()
+            if normal not in allowed:
+                guess = did_you_mean(raw, allowed) or _ALIASES.get(normal)
+                self.report_model(
+                    src,
+                    (*sub, key),
+                    f"unknown {key} {raw!r}",
+                    hint=guess or f"one of: {', '.join(allowed)}",
+                )
+                ok = False
+                continue
+            parts[key] = normal
+        if not ok or parts["os"] is None or parts["arch"] is None:
+            return None
+        return Platform(os=parts["os"], arch=parts["arch"], accelerator=parts["accelerator"])
+
+    def inputs(
+        self,
+        src: _ModelSource,
+        framework: str | None,
+        version: str | None,
+        targets: tuple[Target, ...] | None,
+        m: Mapping[str, Any],
+    ) -> Inputs | None:
+        value = m.get("inputs")
+        if framework is None:
+            return None
+        sub: PathKey = ("inputs",)
+        forms = neo.INPUT_FORMS[framework]
+        empty = value is None or value == {} or value == []
+        if framework == "xgboost":
+            if not empty:
+                self.report_model(
+                    src, sub, "xgboost takes no inputs", hint="remove `inputs:` from this model"
+                )
+                return None
+            return Inputs(form="none")
+        if empty:
+            if neo.inputs_optional(framework, version, targets or ()):
+                return Inputs(form="none")
+            hint = "e.g. inputs: {input0: [1, 3, 224, 224]}"
+            if framework == "pytorch":
+                hint += '; PyTorch may leave them out with framework_version "2.0" and only ml_* targets'
+            self.report_model(src, sub, f"{framework} needs inputs (name -> shape)", hint=hint)
+            return None
+        if not isinstance(value, dict | list):
+            return None  # cerberus reported the type
+        if isinstance(value, list) and "list" not in forms:
+            self.report_model(
+                src,
+                sub,
+                f"{framework} takes inputs as a mapping of input name -> shape, not a list",
+                hint="e.g. inputs: {input_1: [1, 3, 224, 224]}",
+            )
+            return None
+        items: list[InputSpec] = []
+        ok = True
+        entries: list[tuple[str | None, PathKey, Any]]
+        if isinstance(value, dict):
+            entries = [(k, (*sub, k), v) for k, v in value.items()]
+        else:
+            entries = [(None, (*sub, i), v) for i, v in enumerate(value)]
+        for name, where, shape in entries:
+            if name is not None and not isinstance(name, str):
+                self.report_model(src, where, "input names must be strings", at="key")
+                ok = False
+                continue
+            checked = self.shape(src, where, shape)
+            if checked is None:
+                ok = False
+                continue
+            items.append(InputSpec(name=name, shape=checked))
+            warning = neo.layout_problem(framework, checked)
+            if warning is not None:
+                self.report_model(src, where, warning, severity="warning")
+        if not ok:
+            return None
+        form: InputForm = "dict" if isinstance(value, dict) else "list"
+        inputs = Inputs(form=form, items=tuple(items))
+        text = json.dumps(inputs.as_json())
+        limit = neo.FIELD_RULES["DataInputConfig"].max_len or 0
+        if len(text) > limit:
+            self.report_model(
+                src,
+                sub,
+                f"inputs are {len(text)} characters of JSON; DataInputConfig allows {limit}",
+            )
+            return None
+        return inputs
+
+    def shape(self, src: _ModelSource, where: PathKey, shape: Any) -> tuple[int, ...] | None:
+        hint = "shapes are lists of positive integers, e.g. [1, 3, 224, 224]"
+        if not isinstance(shape, list) or not shape:
+            got = "an empty list" if shape == [] else _describe(shape)
+            self.report_model(
+                src, where, f"a shape must be a list of positive integers, got {got}", hint=hint
+            )
+            return None
+        ok = True
+        for j, dim in enumerate(shape):
+            if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+                extra = (
+                    "; Neo needs static shapes" if dim is None or (_is_int(dim) and dim < 1) else ""
+                )
+                self.report_model(
+                    src,
+                    (*where, j),
+                    f"a dimension must be a positive integer, got {_describe(dim)}{extra}",
+                    hint=hint,
+                )
+                ok = False
+        return tuple(shape) if ok else None
+
+    def sources(self, src: _ModelSource, value: Any, export: ExportRef | None) -> tuple[str, ...]:
+        if isinstance(value, list):
+            doc = self.origin(src, "sources")
+            result: list[str] = []
+            for i, pattern in enumerate(value):
+                if not isinstance(pattern, str) or not pattern:
+                    continue
+                rel = self.repo_path(doc, pattern)
+                if rel is None:
+                    self.report_model(
+                        src, ("sources", i), f"source {pattern!r} leaves the repository"
+                    )
+                    continue
+                result.append(rel)
+            return tuple(result)
+        if export is None:
+            return ()
+        path = export.path
+        if path is None and export.module is not None:
+            stem = export.module.replace(".", "/")
+            for candidate in (f"{stem}.py", f"{stem}/__init__.py"):
+                if self.exists(candidate, "f"):
+                    path = candidate
+                    break
+        if path is None:
+            return ()
+        directory = posixpath.dirname(path)
+        return (f"{directory}/**",) if directory else (path,)
+
+    def requirements(self, src: _ModelSource, value: Any) -> tuple[tuple[str, ...], str | None]:
+        if isinstance(value, list):
+            return tuple(str(v) for v in value if isinstance(v, str)), None
+        if not isinstance(value, str):
+            return (), None
+        rel = self.repo_path(self.origin(src, "requirements"), value)
+        if rel is None:
+            self.report_model(
+                src, ("requirements",), f"requirements file {value!r} is outside the repository"
+            )
+            return (), None
+        if not self.exists(rel, "f"):
+            self.report_model(
+                src,
+                ("requirements",),
+                f"requirements file {rel} does not exist",
+                hint="give a file path, or a list of specifiers: [torch==2.0.1]",
+            )
+        return (), rel
+
+    def templates_dir(self, src: _ModelSource, value: Any) -> str | None:
+        if not isinstance(value, str) or not value:
+            return None
+        rel = self.repo_path(self.origin(src, "templates_dir"), value)
+        if rel is None:
+            self.report_model(src, ("templates_dir",), f"{value!r} is outside the repository")
+            return None
+        if not self.exists(rel, "d"):
+            self.report_model(src, ("templates_dir",), f"templates_dir {rel} is not a directory")
+        return rel
+
+    def compile_settings(self, value: Any) -> CompileSettings:
+        if not isinstance(value, dict):
+            return CompileSettings()
+        vpc = value.get("vpc")
+        vpc_config = None
+        if isinstance(vpc, dict):
+            groups, subnets = vpc.get("security_group_ids"), vpc.get("subnets")
+            if isinstance(groups, list) and isinstance(subnets, list):
+                vpc_config = VpcConfig(
+                    security_group_ids=tuple(str(g) for g in groups),
+                    subnets=tuple(str(s) for s in subnets),
+                )
+        tags = value.get("tags")
+        max_runtime = value.get("max_runtime")
+        return CompileSettings(
+            role_arn=_str_or_none(value.get("role_arn")),
+            s3_prefix=_str_or_none(value.get("s3_prefix")),
+            region=_str_or_none(value.get("region")),
+            max_runtime=max_runtime
+            if isinstance(max_runtime, int) and _is_int(max_runtime)
+            else DEFAULT_MAX_RUNTIME,
+            kms_key_id=_str_or_none(value.get("kms_key_id")),
+            vpc=vpc_config,
+            tags=tuple(sorted((str(k), str(v)) for k, v in tags.items()))
+            if isinstance(tags, dict)
+            else (),
+        )
+
+    # ---- top level -------------------------------------------------------------------
+
+    def top_level(self, top: _Doc) -> tuple[Path, Path | None, CacheSettings | None] | None:
+        data = top.data
+        build = data.get("build_dir", DEFAULT_BUILD_DIR)
+        build_rel = self.repo_path(top, build) if isinstance(build, str) and build else None
+        if build_rel is None or build_rel == ".":
+            if isinstance(build, str) and build:
+                self.report(
+                    top,
+                    ("build_dir",),
+                    f"build_dir {build!r} must be a directory inside the repository",
+                    hint="e.g. build_dir: build/neo",
+                )
+            return None
+        templates: Path | None = None
+        value = data.get("templates_dir")
+        if isinstance(value, str) and value:
+            rel = self.repo_path(top, value)
+            if rel is None:
+                self.report(top, ("templates_dir",), f"{value!r} is outside the repository")
+            elif not self.exists(rel, "d"):
+                self.report(top, ("templates_dir",), f"templates_dir {rel} is not a directory")
+            else:
+                templates = self.root / rel
+        cache = data.get("cache")
+        settings = None
+        if isinstance(cache, dict) and isinstance(cache.get("url"), str):
+            settings = CacheSettings(url=cache["url"], read_only=cache.get("read_only") is True)
+        return self.root / build_rel, templates, settings
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+_REQUIRED_HINTS = {
+    "version": "add `version: 1` at the top of the file",
+    "models": "add `models:` with at least one model",
+    "export": "add export: path/to/export.py:function",
+    "framework": f"add framework: one of {', '.join(FRAMEWORKS)}",
+    "targets": "add targets: [ml_c5] (or put targets in defaults)",
+    "os": "add os: LINUX or ANDROID",
+    "arch": f"add arch: one of {', '.join(neo.PLATFORM_ARCH)}",
+    "url": "add url: s3://bucket/prefix",
+    "security_group_ids": "add security_group_ids: [sg-…]",
+    "subnets": "add subnets: [subnet-…]",
+}
+
+#: Names people type for an Arch/Os that is not in the enum.
+_ALIASES = {
+    "AARCH64": "did you mean 'ARM64'?",
+    "AMD64": "did you mean 'X86_64'?",
+    "X64": "did you mean 'X86_64'?",
+    "ARMV7": "did you mean 'ARM_EABIHF'?",
+    "INTEL": "did you mean 'INTEL_GRAPHICS'?",
+    "WINDOWS": "Windows is reached through the devices x86_win32 / x86_win64",
+}
+
+
+def _dotted(path: PathKey) -> str:
+    out = ""
+    for step in path:
+        if isinstance(step, int):
+            out += f"[{step}]"
+        else:
+            out += f".{step}" if out else str(step)
+    return out
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "dict": "a mapping",
+    "list": "a list",
+    "number": "a number",
+}
+
+
+def _as_list(types: Any) -> list[str]:
+    if types is None:
+        return []
+    return [types] if isinstance(types, str) else list(types)
+
+
+def _expected(types: Any) -> str:
+    words = [_TYPE_WORDS.get(t, t) for t in _as_list(types)]
+    return " or ".join(words) if words else "a value"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _leaf_errors(errors: Any, in_keys: bool = False) -> Iterator[tuple[Any, bool]]:
+    """Flatten cerberus's error tree; ``in_keys`` marks errors about mapping keys."""
+    for error in errors:
+        if error.is_group_error:
+            yield from _leaf_errors(error.child_errors, in_keys or error.rule == "keysrules")
+        else:
+            yield error, in_keys
+
+
+def _rules_at(root: Mapping[str, Any], schema_path: tuple[Any, ...]) -> Any:
+    node: Any = root
+    for step in schema_path:
+        if isinstance(node, Mapping) and step in node:
+            node = node[step]
+        else:
+            return {}
+    return node
+
+
+def _allowed_keys(root: Mapping[str, Any], schema_path: tuple[Any, ...]) -> list[str]:
+    """The keys allowed next to an unknown one; its schema_path ends at the field name."""
+    fields = _rules_at(root, schema_path[:-1]) if schema_path else root
+    if isinstance(fields, Mapping) and "schema" in fields:
+        fields = fields["schema"]
+    return [str(k) for k in fields] if isinstance(fields, Mapping) else []
+
+
+def _defaults_of(doc: _Doc) -> list[tuple[_Doc, PathKey]]:
+    if isinstance(doc.data, dict) and isinstance(doc.data.get("defaults"), dict):
+        return [(doc, ("defaults",))]
+    return []
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged onto ``base``: mappings merge, everything else replaces."""
+    result = dict(base)
+    for key, value in over.items():
+        old = result.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            result[key] = _deep_merge(old, value)
+        else:
+            result[key] = value
+    return result
+
+
+def _merge_options(model: Any, target: Any) -> Any:
+    """The target's compiler options merged over the model's (mappings merge)."""
+    if target is None or target == {}:
+        return model if model != {} else None
+    if isinstance(model, dict) and isinstance(target, dict):
+        return {**model, **target}
+    return target
+
+
+def _target_sub(m: Mapping[str, Any], i: int, message: str) -> PathKey:
+    """Point a target rule at the option it is about, when it is about one."""
+    item = m["targets"][i] if isinstance(m.get("targets"), list) else None
+    if isinstance(item, dict):
+        if "compiler_options" in message and "compiler_options" in item:
+            return ("targets", i, "compiler_options")
+        if "Neo does not support" in message and "platform" in item:
+            return ("targets", i, "platform")
+    return ("targets", i)
+
+
+def _expand(root: Path, pattern: str) -> list[Path]:
+    """Files matching a repo-relative glob, sorted (``**`` spans directories)."""
+    if not glob.has_magic(pattern):
+        candidate = root / pattern
+        return [candidate] if candidate.is_file() else []
+    found = glob.glob(pattern, root_dir=root, recursive=True)
+    return sorted(root / f for f in found if (root / f).is_file())
+
+
+# --------------------------------------------------------------------------------------
+# The validated-manifest cache
+# --------------------------------------------------------------------------------------
+
+
+def _cache_path(root: Path) -> Path:
+    return root / STATE_DIR / CACHE_NAME
+
+
+def _cache_store(
+    path: Path, root: Path, data: bytes, manifest: Manifest, validator: _Validator
+) -> None:
+    record = {
+        "format": _CACHE_FORMAT,
+        "neobuild": __version__,
+        "root": str(root),
+        "manifest": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "include_patterns": validator.include_patterns,
+        "includes": [
+            [doc.path.relative_to(root).as_posix(), doc.digest] for doc in validator.docs[1:]
+        ],
+        "probes": validator.probes,
+        "result": _encode_manifest(manifest, root),
+    }
+    target = _cache_path(root)
+    try:
+        target.parent.mkdir(exist_ok=True)
+        ignore = target.parent / ".gitignore"
+        if not ignore.exists():
+            atomic_write_text(ignore, "*\n")
+        atomic_write_text(target, json.dumps(record, sort_keys=True, separators=(",", ":")))
+    except OSError:
+        pass  # a read-only checkout still works, just without the cache
+
+
+def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
+    """The cached manifest when every input is unchanged; None otherwise (or if unreadable)."""
+    try:
+        record = json.loads(_cache_path(root).read_bytes())
+        if not (
+            record["format"] == _CACHE_FORMAT
+            and record["neobuild"] == __version__
+            and record["root"] == str(root)
+            and record["manifest"] == path.name
+            and record["sha256"] == hashlib.sha256(data).hexdigest()
+        ):
+            return None
+        includes: list[str] = []
+        for pattern in record["include_patterns"]:
+            rel = posixpath.normpath(pattern)
+            includes.extend(p.relative_to(root).as_posix() for p in _expand(root, rel))
+        if sorted(set(includes)) != sorted(rel for rel, _ in record["includes"]):
+            return None
+        for rel, digest in record["includes"]:
+            if hashlib.sha256((root / rel).read_bytes()).hexdigest() != digest:
+                return None
+        for probe, existed in record["probes"].items():
+            kind, rel = probe.split(":", 1)
+            target = root / rel
+            if (target.is_file() if kind == "f" else target.is_dir()) != existed:
+                return None
+        return _decode_manifest(record["result"], path, root)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return None  # missing, corrupt or foreign: validate from scratch
+
+
+def _encode_position(pos: Position | None, root: Path) -> list[Any] | None:
+    if pos is None:
+        return None
+    return [pos.file.relative_to(root).as_posix(), pos.line, pos.col]
+
+
+def _decode_position(data: Any, root: Path) -> Position | None:
+    if data is None:
+        return None
+    return Position(root / data[0], int(data[1]), int(data[2]))
+
+
+def _encode_manifest(manifest: Manifest, root: Path) -> dict[str, Any]:
+    models = []
+    for m in manifest.models.values():
+        data = m.to_json()
+        data["position"] = _encode_position(m.position, root)
+        for t_json, target in zip(data["targets"], m.targets, strict=True):
+            t_json["position"] = _encode_position(target.position, root)
+        models.append(data)
+    return {
+        "build_dir": manifest.build_dir.relative_to(root).as_posix(),
+        "templates_dir": manifest.templates_dir.relative_to(root).as_posix()
+        if manifest.templates_dir is not None
+        else None,
+        "cache": [manifest.cache.url, manifest.cache.read_only] if manifest.cache else None,
+        "files": [f.relative_to(root).as_posix() for f in manifest.files],
+        "models": models,
+        "warnings": [
+            {**p.as_json(), "file": p.file.relative_to(root).as_posix() if p.file else None}
+            for p in manifest.warnings
+        ],
+    }
+
+
+def _decode_manifest(data: Mapping[str, Any], path: Path, root: Path) -> Manifest:
+    models = {}
+    for m in data["models"]:
+        model = _decode_model(m, root)
+        models[model.name] = model
+    cache = data["cache"]
+    return Manifest(
+        path=path,
+        root=root,
+        build_dir=root / data["build_dir"],
+        models=models,
+        files=tuple(root / f for f in data["files"]),
+        cache=CacheSettings(url=cache[0], read_only=cache[1]) if cache else None,
+        templates_dir=root / data["templates_dir"] if data["templates_dir"] else None,
+        warnings=tuple(
+            Problem(
+                w["message"],
+                path=w["path"],
+                file=root / w["file"] if w["file"] else None,
+                line=w["line"],
+                col=w["col"],
+                severity=w["severity"],
+                hint=w["hint"],
+            )
+            for w in data["warnings"]
+        ),
+    )
+
+
+def _decode_model(m: Mapping[str, Any], root: Path) -> Model:
+    inputs = m["inputs"]
+    compile_ = m["compile"]
+    vpc = compile_["vpc"]
+    return Model(
+        name=m["name"],
+        framework=m["framework"],
+        export=ExportRef(**m["export"]),
+        inputs=Inputs(
+            form=inputs["form"],
+            items=tuple(
+                InputSpec(name=i["name"], shape=tuple(i["shape"])) for i in inputs["items"]
+            ),
+        ),
+        targets=tuple(
+            Target(
+                device=t["device"],
+                platform=Platform(**t["platform"]) if t["platform"] else None,
+                compiler_options=t["compiler_options"],
+                position=_decode_position(t["position"], root),
+            )
+            for t in m["targets"]
+        ),
+        framework_version=m["framework_version"],
+        sources=tuple(m["sources"]),
+        requirements=tuple(m["requirements"]),
+        requirements_file=m["requirements_file"],
+        env=tuple((k, v) for k, v in m["env"]),
+        timeout=m["timeout"],
+        tags=tuple(m["tags"]),
+        compiler_options=m["compiler_options"],
+        compile=CompileSettings(
+            role_arn=compile_["role_arn"],
+            s3_prefix=compile_["s3_prefix"],
+            region=compile_["region"],
+            max_runtime=compile_["max_runtime"],
+            kms_key_id=compile_["kms_key_id"],
+            vpc=VpcConfig(tuple(vpc["security_group_ids"]), tuple(vpc["subnets"])) if vpc else None,
+            tags=tuple((k, v) for k, v in compile_["tags"]),
+        ),
+        templates_dir=m["templates_dir"],
+        smoke=m["smoke"],
+        position=_decode_position(m["position"], root),
+    )
