@@ -278,13 +278,14 @@ def _entries(export_dir: Path, files: Sequence[str], extra: Mapping[str, bytes])
     for raw in files:
         name = _check_member_path(raw, what=f"{export_dir / raw}:")
         path = export_dir / name
+        _check_parents(export_dir, name)
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
-            _check_parents(export_dir, name)
             raise PackageError(f"{path}: missing", hint="the export did not write it") from None
+        except OSError as exc:
+            raise PackageError(f"{path}: {exc.strerror or exc}", hint=_HINT_EXPORT) from exc
         if stat.S_ISDIR(mode):
-            _check_parents(export_dir, name + "/x")
             entries[name] = _Entry(name, is_dir=True)
         else:
             entries[name] = _Entry(name, source=path)
