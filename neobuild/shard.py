@@ -12,7 +12,7 @@ chance (with 10 models over 4 shards, one shard often gets 5). Greedy
 longest-processing-time packing balances perfectly but moves many models whenever one
 is added. The bounded-load variant keeps the per-model preference of rendezvous
 hashing (most models stay put when the set changes; adding one model moves at most a
-few), and caps every shard at ``ceil(count / N)`` models, or, with weights, at about
+few), and holds every shard to ``count // N`` or one more models, or, with weights, at about
 ``total / N`` (plus the heaviest model) so no shard takes much more than its share.
 For the same names, weights and N, every CI job computes the same split.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,25 +77,38 @@ def assign(
     unique = sorted(set(names))
     if not unique:
         return {}
-    if weights:
-        known = [float(weights[x]) for x in unique if x in weights and weights[x] > 0]
-        default = sum(known) / len(known) if known else 1.0
-        w = {x: float(weights[x]) if weights.get(x, 0) > 0 else default for x in unique}
-        total = sum(w.values())
-        cap = max(total / n * 1.05, max(w.values()))
-    else:
-        w = dict.fromkeys(unique, 1.0)
-        cap = float(math.ceil(len(unique) / n))
-    order = sorted(unique, key=lambda x: (-w[x], x))
+    if not weights:
+        return _assign_by_count(unique, n)
+    known = [float(weights[x]) for x in unique if x in weights and weights[x] > 0]
+    default = sum(known) / len(known) if known else 1.0
+    w = {x: float(weights[x]) if weights.get(x, 0) > 0 else default for x in unique}
+    cap = max(sum(w.values()) / n * 1.05, max(w.values()))
     load = dict.fromkeys(range(1, n + 1), 0.0)
     out: dict[str, int] = {}
-    for name in order:
+    for name in sorted(unique, key=lambda x: (-w[x], x)):
         ranked = _rank(name, n)
         chosen = next((k for k in ranked if load[k] + w[name] <= cap + 1e-9), None)
         if chosen is None:  # everything is full: the least loaded, by preference
             chosen = min(ranked, key=lambda k: (load[k], ranked.index(k)))
         load[chosen] += w[name]
         out[name] = chosen
+    return out
+
+
+def _assign_by_count(unique: list[str], n: int) -> dict[str, int]:
+    """Sizes are exactly ``count // n`` or one more (``count % n`` shards get one more)."""
+    base, extra = divmod(len(unique), n)
+    load = dict.fromkeys(range(1, n + 1), 0)
+    bigger = 0
+    out: dict[str, int] = {}
+    for name in unique:
+        for k in _rank(name, n):
+            if load[k] < base or (load[k] == base and bigger < extra):
+                if load[k] == base:
+                    bigger += 1
+                load[k] += 1
+                out[name] = k
+                break
     return out
 
 
