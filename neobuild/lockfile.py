@@ -88,15 +88,14 @@ _OPT_STR: dict[str, Any] = {"type": "string", "nullable": True}
 ENTRY_SCHEMA: dict[str, Any] = {
     "fingerprint": {"type": "string", "required": True, "empty": False},
     "framework": {"type": "string", "required": True, "empty": False},
-    "framework_version": {**_OPT_STR, "default": None},
-    "exported_with": {**_STR_MAP, "default": {}},
+    "framework_version": _OPT_STR,
+    "exported_with": _STR_MAP,
     "files": {**_FILE_MAP, "required": True},
     "archive": {**_FILE_RECORD, "required": True},
     "archive_path": {"type": "string", "required": True, "regex": _REL_PATH},
-    "outputs": {**_FILE_MAP, "default": {}},
+    "outputs": _FILE_MAP,
     "requests": {
         "type": "dict",
-        "default": {},
         "keysrules": {"type": "string", "regex": _NAME},
         "valuesrules": {
             "type": "dict",
@@ -107,29 +106,30 @@ ENTRY_SCHEMA: dict[str, Any] = {
             },
         },
     },
-    "smoke": {**_OPT_STR, "default": None},
-    "fingerprint_parts": {**_STR_MAP, "default": {}},
+    "smoke": _OPT_STR,
+    "fingerprint_parts": _STR_MAP,
     "jobs": {
         "type": "dict",
-        "default": {},
         "keysrules": {"type": "string", "regex": _NAME},
         "valuesrules": {
             "type": "dict",
             "schema": {
                 "name": {"type": "string", "required": True, "empty": False},
-                "arn": {**_OPT_STR, "default": None},
+                "arn": _OPT_STR,
                 "status": {"type": "string", "required": True, "empty": False},
-                "output": {**_OPT_STR, "default": None},
-                "inference_image": {**_OPT_STR, "default": None},
-                "artifact_digest": {**_OPT_STR, "default": None},
-                "failure_reason": {**_OPT_STR, "default": None},
+                "output": _OPT_STR,
+                "inference_image": _OPT_STR,
+                "artifact_digest": _OPT_STR,
+                "failure_reason": _OPT_STR,
             },
         },
     },
-    "git_commit": {**_OPT_STR, "default": None},
-    "git_dirty": {"type": "boolean", "nullable": True, "default": None},
+    "git_commit": _OPT_STR,
+    "git_dirty": {"type": "boolean", "nullable": True},
 }
-"""The cerberus schema of one model's entry. Keys marked ``default`` may be absent."""
+"""The cerberus schema of one model's entry. Keys not ``required`` may be absent (a lock
+written by an older neobuild); they read as None or empty. ``null`` is only accepted where
+the field is ``nullable``."""
 
 LOCK_SCHEMA: dict[str, Any] = {
     "lock_version": {"type": "count", "required": True, "allowed": [LOCK_VERSION]},
@@ -165,7 +165,7 @@ _TYPES: dict[str, Any] = {
     "boolean": lambda v: isinstance(v, bool),
 }
 _KNOWN_RULES = frozenset(
-    {"type", "required", "nullable", "default", "empty", "regex", "min", "allowed"}
+    {"type", "required", "nullable", "empty", "regex", "min", "allowed"}
     | {"keysrules", "valuesrules", "schema"}
 )
 _REGEX_CACHE: dict[str, re.Pattern[str]] = {}
@@ -220,7 +220,7 @@ def _conforms_mapping(document: Mapping[str, Any], schema: Mapping[str, Any]) ->
         if key in document:
             if not _conforms(document[key], rules):
                 return False
-        elif rules.get("required", False) and "default" not in rules:
+        elif rules.get("required", False):
             return False
     return all(key in schema for key in document)
 
@@ -351,7 +351,7 @@ def _opt(value: Any) -> str | None:
 
 
 def _entry_from_data(data: Mapping[str, Any]) -> LockEntry:
-    """Convert validated (and default-filled) entry data into a LockEntry."""
+    """Convert validated entry data into a LockEntry (absent optional keys: None/empty)."""
     return LockEntry(
         fingerprint=str(data["fingerprint"]),
         framework=str(data["framework"]),
