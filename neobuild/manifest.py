@@ -188,6 +188,7 @@ class _Doc:
     data: Any = None
     node: Node | None = None
     digest: str = ""
+    _index: dict[int, dict[str, tuple[Node, Node]]] = field(default_factory=dict, repr=False)
 
     def node_at(self, path: PathKey, *, at: str = "value") -> tuple[Node | None, bool]:
         """The node at ``path`` (or the deepest one on the way) and whether it was found.
@@ -201,10 +202,9 @@ class _Doc:
             last = i == len(path) - 1
             nxt: Node | None = None
             if isinstance(node, MappingNode):
-                for k, v in node.value:
-                    if isinstance(k, ScalarNode) and k.value == str(step):
-                        nxt, key_node = v, k
-                        break
+                pair = self.pairs(node).get(str(step))
+                if pair is not None:
+                    key_node, nxt = pair
                 if nxt is not None and last and at == "key":
                     return key_node, True
             elif (
@@ -218,6 +218,17 @@ class _Doc:
                 break
             node = nxt
         return node, found
+
+    def pairs(self, node: MappingNode) -> dict[str, tuple[Node, Node]]:
+        """A mapping node's scalar keys -> (key node, value node); the first one wins."""
+        index = self._index.get(id(node))
+        if index is None:
+            index = {}
+            for k, v in node.value:
+                if isinstance(k, ScalarNode):
+                    index.setdefault(str(k.value), (k, v))
+            self._index[id(node)] = index
+        return index
 
     def position(self, path: PathKey, *, at: str = "value") -> tuple[int, int]:
         node, _ = self.node_at(path, at=at)
@@ -470,7 +481,7 @@ class _Validator:
 
     def cerberus(self, doc: _Doc, base: PathKey, document: Any, kind: str) -> None:
         validator = _validator(kind)
-        if validator.validate(document):
+        if validator.validate(document, normalize=False):
             return
         for error, in_keys in _leaf_errors(validator._errors):
             self.cerberus_problem(doc, base, error, in_keys, _schema_for(kind))
@@ -714,10 +725,11 @@ class _Validator:
         export = self.export(src, m.get("export"))
         compile_settings = self.compile_settings(m.get("compile"))
         model_options = self.options(src, ("compiler_options",), m.get("compiler_options"))
-        targets = self.targets(src, m.get("targets"), model_options)
-        if framework is not None and targets:
+        indexed, targets_ok = self.targets(src, m.get("targets"), model_options)
+        targets = tuple(target for _, target in indexed)
+        if framework is not None:
             region = compile_settings.region
-            for i, target in enumerate(targets):
+            for i, target in indexed:
                 for severity, message in neo.target_problems(
                     framework, version, target, region=region
                 ):
@@ -727,7 +739,7 @@ class _Validator:
         sources = self.sources(src, m.get("sources"), export)
         requirements, requirements_file = self.requirements(src, m.get("requirements"))
         templates_dir = self.templates_dir(src, m.get("templates_dir"))
-        if not ok or framework is None or export is None or inputs is None or targets is None:
+        if not ok or not targets_ok or framework is None or export is None or inputs is None:
             return None
         raw_env, raw_tags, timeout = m.get("env"), m.get("tags"), m.get("timeout")
         env: dict[Any, Any] = raw_env if isinstance(raw_env, dict) else {}
@@ -828,10 +840,11 @@ class _Validator:
 
     def targets(
         self, src: _ModelSource, value: Any, model_options: Any
-    ) -> tuple[Target, ...] | None:
+    ) -> tuple[list[tuple[int, Target]], bool]:
+        """The valid targets with their index, and whether every target was valid."""
         if not isinstance(value, list):
-            return None
-        result: list[Target] = []
+            return [], False
+        result: list[tuple[int, Target]] = []
         keys: dict[str, int] = {}
         ok = True
         for i, item in enumerate(value):
@@ -850,8 +863,8 @@ class _Validator:
                 ok = False
                 continue
             keys[target.key] = i
-            result.append(target)
-        return tuple(result) if ok and result else None
+            result.append((i, target))
+        return result, ok and bool(result)
 
     def target(
         self, src: _ModelSource, sub: PathKey, item: Any, model_options: Any
@@ -955,9 +968,15 @@ class _Validator:
         m: Mapping[str, Any],
     ) -> Inputs | None:
         value = m.get("inputs")
-        if framework is None:
-            return None
         sub: PathKey = ("inputs",)
+        if framework is None:  # still check the shapes
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    self.shape(src, (*sub, k), v)
+            elif isinstance(value, list):
+                for j, v in enumerate(value):
+                    self.shape(src, (*sub, j), v)
+            return None
         forms = neo.INPUT_FORMS[framework]
         empty = value is None or value == {} or value == []
         if framework == "xgboost":
@@ -1329,12 +1348,26 @@ def _cache_path(root: Path) -> Path:
     return root / STATE_DIR / CACHE_NAME
 
 
+def _code_stamp() -> str:
+    """Size and mtime of the modules that decide validity, so an edited checkout of
+    neobuild (an editable install) never reuses a result its new rules would reject."""
+    here = Path(__file__).parent
+    parts = [__version__, str(_CACHE_FORMAT)]
+    for name in ("manifest.py", "neo.py", "schema.py", "model.py"):
+        try:
+            st = (here / name).stat()
+            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append(name)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def _cache_store(
     path: Path, root: Path, data: bytes, manifest: Manifest, validator: _Validator
 ) -> None:
     record = {
         "format": _CACHE_FORMAT,
-        "neobuild": __version__,
+        "neobuild": _code_stamp(),
         "root": str(root),
         "manifest": path.name,
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -1362,7 +1395,7 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
         record = json.loads(_cache_path(root).read_bytes())
         if not (
             record["format"] == _CACHE_FORMAT
-            and record["neobuild"] == __version__
+            and record["neobuild"] == _code_stamp()
             and record["root"] == str(root)
             and record["manifest"] == path.name
             and record["sha256"] == hashlib.sha256(data).hexdigest()
