@@ -95,6 +95,11 @@ class OnnxRuntime(Runtime):
 
     def run(self, inputs):
         model_inputs = [i.name for i in self.session.get_inputs()]
+        declared = sorted(set(self.names) - set(model_inputs))
+        if declared:  # Neo matches DataInputConfig's names against the graph's inputs
+            raise KeyError(
+                f"declared inputs {declared!r} are not inputs of the ONNX model {model_inputs!r}"
+            )
         feed = dict(inputs) if isinstance(inputs, dict) else {model_inputs[0]: inputs}
         unknown = sorted(set(feed) - set(model_inputs))
         if unknown:
