@@ -1,0 +1,260 @@
+"""The PyTorch adapter on real TorchScript exports (and real broken ones)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from neobuild.errors import ArtifactError
+from neobuild.frameworks import pytorch
+from neobuild.frameworks.pytorch import ADAPTER
+from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+
+pytestmark = pytest.mark.frameworks
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "torch-cnn"
+SHAPE = (1, 3, 32, 32)
+
+
+def make_model(
+    shapes: tuple[tuple[int, ...], ...] = (SHAPE,),
+    *,
+    form: str = "dict",
+    framework_version: str | None = None,
+) -> Model:
+    items = tuple(
+        InputSpec(None if form == "list" else f"input{i}", s) for i, s in enumerate(shapes)
+    )
+    return Model(
+        name="torch-cnn",
+        framework="pytorch",
+        export=ExportRef(function="export", path="examples/models/torch-cnn/export.py"),
+        inputs=Inputs(form, items if form != "none" else ()),  # type: ignore[arg-type]
+        targets=(Target(device="ml_c5"),),
+        framework_version=framework_version,
+    )
+
+
+def load_example(directory: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, directory / "export.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so pickle can name its classes
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def example() -> ModuleType:
+    return load_example(EXAMPLE, "torch_cnn_export")
+
+
+@pytest.fixture(scope="module")
+def exported(example: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("torch-export")
+    example.export(out, {"input0": list(SHAPE)})
+    return out / "model.pth"
+
+
+@pytest.fixture
+def export_dir(exported: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "export"
+    out.mkdir()
+    shutil.copy2(exported, out / "model.pth")
+    return out
+
+
+def rejection(export_dir: Path, model: Model | None = None) -> ArtifactError:
+    with pytest.raises(ArtifactError) as info:
+        ADAPTER.check(export_dir, model or make_model())
+    return info.value
+
+
+def test_accepts_traced_export(export_dir: Path) -> None:
+    artifacts = ADAPTER.check(export_dir, make_model())
+    assert artifacts.files == ("model.pth",)
+    assert artifacts.inputs == {"input0": SHAPE}
+    assert artifacts.warnings == ()
+
+
+def test_reads_the_traced_graph(exported: Path) -> None:
+    info, reason = pytorch.classify(exported)
+    assert reason is None and info is not None
+    assert info.root == "model"
+    assert info.forward_args == 1
+    assert info.traced_inputs == (pytorch.TracedInput(SHAPE, "float32"),)
+    assert info.root_class is not None and info.root_class.endswith(".TinyCnn")
+
+
+def test_state_dict_is_rejected_with_reason_and_fix(example: ModuleType, tmp_path: Path) -> None:
+    torch.save(example.build_model().state_dict(), tmp_path / "model.pth")
+    error = rejection(tmp_path)
+    assert error.problems == [
+        "model.pth: expected a TorchScript archive, found a state_dict saved with torch.save"
+        " (weights only, no TorchScript code/)"
+    ]
+    assert error.hint is not None and "torch.jit.trace(model.eval()" in error.hint
+    assert "torch.jit.save" in error.hint
+
+
+def test_pickled_module_is_rejected(example: ModuleType, tmp_path: Path) -> None:
+    torch.save(example.build_model(), tmp_path / "model.pt")
+    (problem,) = rejection(tmp_path).problems
+    assert "a pickled torch_cnn_export.TinyCnn saved with torch.save" in problem
+
+
+def test_legacy_pickle_is_rejected(example: ModuleType, tmp_path: Path) -> None:
+    model = example.build_model()
+    torch.save(model.state_dict(), tmp_path / "model.pth", _use_new_zipfile_serialization=False)
+    (problem,) = rejection(tmp_path).problems
+    assert "a legacy (non-zip) torch.save pickle" in problem
+
+
+def test_two_model_files_are_rejected(export_dir: Path) -> None:
+    shutil.copy2(export_dir / "model.pth", export_dir / "other.pt")
+    assert rejection(export_dir).problems == [
+        "export: expected exactly one TorchScript file (.pt/.pth), found 2: model.pth, other.pt"
+    ]
+
+
+def test_nothing_written_is_rejected(tmp_path: Path) -> None:
+    assert rejection(tmp_path).problems == [
+        "export: expected exactly one TorchScript file (.pt/.pth), found none"
+    ]
+
+
+def test_symlink_to_a_file_outside_is_rejected(exported: Path, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "model.pth").symlink_to(exported)
+    problems = rejection(out).problems
+    assert problems[0] == (
+        f"model.pth: expected a regular file, found a symlink to {str(exported)!r}"
+        " (archives must not contain links; write the file itself)"
+    )
+    ADAPTER.normalize(out)  # never follows the link
+    assert (out / "model.pth").is_symlink()
+
+
+def test_input_count_and_shape_disagreements_warn(export_dir: Path) -> None:
+    artifacts = ADAPTER.check(export_dir, make_model((SHAPE, SHAPE)))
+    assert "model.pth: forward() inputs: expected 2 (from the manifest), found 1" in (
+        artifacts.warnings
+    )
+    artifacts = ADAPTER.check(export_dir, make_model(((1, 3, 64, 64),)))
+    assert artifacts.warnings == (
+        "model.pth: traced input 'input0' shape: expected [1, 3, 64, 64] (from the manifest),"
+        " found [1, 3, 32, 32]",
+    )
+
+
+def test_list_form_inputs_take_generated_names(export_dir: Path) -> None:
+    artifacts = ADAPTER.check(export_dir, make_model(form="list"))
+    assert artifacts.inputs == {"input0": SHAPE}
+    assert artifacts.warnings == ()
+
+
+def test_newer_torch_than_framework_version_warns(export_dir: Path) -> None:
+    (warning,) = ADAPTER.check(export_dir, make_model(framework_version="2.0")).warnings
+    assert warning.startswith(
+        "model.pth: written by torch 2.1 or newer (it has a .data/serialization_id record),"
+        " newer than framework_version 2.0"
+    )
+    assert ADAPTER.check(export_dir, make_model(framework_version="2.1")).warnings == ()
+
+
+# --- normalisation ---------------------------------------------------------------------
+
+
+def export_from(directory: Path, out: Path) -> Path:
+    """Export the example from a copy of it in ``directory``, in a fresh interpreter."""
+    directory.mkdir(parents=True)
+    shutil.copy2(EXAMPLE / "export.py", directory / "export.py")
+    out.mkdir(parents=True)
+    code = (
+        "import sys, pathlib; sys.path.insert(0, sys.argv[1]); import export; "
+        "export.export(pathlib.Path(sys.argv[2]), None)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(directory), str(out)], check=True)
+    return out / "model.pth"
+
+
+def test_exports_from_two_directories_are_identical_after_normalize(tmp_path: Path) -> None:
+    first = export_from(tmp_path / "a", tmp_path / "out-a")
+    second = export_from(tmp_path / "checkout" / "deeper" / "b", tmp_path / "out-b")
+    assert first.read_bytes() != second.read_bytes()  # the debug records hold the paths
+    ADAPTER.normalize(first.parent)
+    ADAPTER.normalize(second.parent)
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_normalized_file_loads_and_computes_the_same(exported: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model.pth"
+    shutil.copy2(exported, copy)
+    assert pytorch.normalize_torchscript(copy) is True
+    names = zipfile.ZipFile(copy).namelist()
+    assert not [n for n in names if n.endswith(".debug_pkl")]
+    assert names[-1] == "model/.data/serialization_id"
+    assert names[:-1] == sorted(names[:-1])
+    original, normalized = torch.jit.load(str(exported)), torch.jit.load(str(copy))
+    example = torch.randn(*SHAPE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(original(example), normalized(example))
+
+
+def test_normalized_records_are_aligned_stored_and_dated(exported: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "model.pth"
+    shutil.copy2(exported, copy)
+    pytorch.normalize_torchscript(copy)
+    offsets = pytorch.data_offsets(copy)
+    assert offsets and all(offset % pytorch.ALIGNMENT == 0 for offset in offsets.values())
+    for info in zipfile.ZipFile(copy).infolist():
+        assert info.compress_type == zipfile.ZIP_STORED
+        assert info.date_time == (1980, 1, 1, 0, 0, 0)
+    assert zipfile.ZipFile(copy).testzip() is None
+
+
+def test_normalize_is_idempotent_and_keeps_the_id_content_derived(
+    exported: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "model.pth"
+    shutil.copy2(exported, copy)
+    pytorch.normalize_torchscript(copy)
+    once = copy.read_bytes()
+    pytorch.normalize_torchscript(copy)
+    assert copy.read_bytes() == once
+    ident = zipfile.ZipFile(copy).read("model/.data/serialization_id")
+    assert len(ident) == 40 and ident.isdigit()
+
+
+def test_normalize_leaves_other_files_alone(example: ModuleType, tmp_path: Path) -> None:
+    torch.save(example.build_model().state_dict(), tmp_path / "model.pth")
+    before = (tmp_path / "model.pth").read_bytes()
+    ADAPTER.normalize(tmp_path)
+    assert (tmp_path / "model.pth").read_bytes() == before
+
+
+def test_adapters_never_import_the_frameworks(tmp_path: Path, exported: Path) -> None:
+    """neobuild's process inspects exports without torch, onnx, xgboost or mxnet."""
+    code = f"""
+import sys, pathlib
+from neobuild.frameworks import get_adapter
+for name in ("pytorch", "onnx", "xgboost", "mxnet", "darknet"):
+    get_adapter(name).describe_layout()
+from neobuild.frameworks import pytorch
+info, _ = pytorch.classify(pathlib.Path({str(exported)!r}))
+assert info is not None and info.traced_inputs
+banned = {{"torch", "onnx", "xgboost", "mxnet", "tensorflow"}} & set(sys.modules)
+assert not banned, banned
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
