@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
@@ -14,6 +15,7 @@ from neobuild.errors import ArtifactError
 from neobuild.frameworks import get_adapter
 from neobuild.frameworks.keras import ADAPTER, read_h5, to_nchw
 from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.runner import run_export
 
 pytestmark = pytest.mark.frameworks
 
@@ -239,3 +241,49 @@ def test_to_nchw() -> None:
     assert to_nchw((None, 28, 28, 3)) == (None, 3, 28, 28)
     assert to_nchw((None, 100, 16)) == (None, 16, 100)
     assert to_nchw((None, 8)) == (None, 8)
+
+
+BROKEN_EXPORT = '''
+from pathlib import Path
+
+import keras
+
+
+def export(output_dir, inputs):
+    """Saves a checkpoint next to the final model: two .h5 files."""
+    keras.utils.set_random_seed(0)
+    image = keras.Input(shape=(8, 8, 1), name="input_1")
+    model = keras.Model(image, keras.layers.Dense(2)(keras.layers.Flatten()(image)))
+    model.save(Path(output_dir) / "checkpoint.h5")
+    model.save(Path(output_dir) / "model.h5")
+'''
+
+
+def test_export_that_writes_two_h5_files_is_rejected(tmp_path: Path) -> None:
+    """The whole path of the broken export: a real subprocess export, then the check."""
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "export.py").write_text(BROKEN_EXPORT)
+    model = Model(
+        name="broken-keras",
+        framework="keras",
+        export=ExportRef(function="export", path="broken/export.py"),
+        inputs=Inputs("dict", (InputSpec("input_1", (1, 1, 8, 8)),)),
+        targets=(Target(device="ml_c5"),),
+        timeout=300,
+    )
+    out = tmp_path / "out"
+    run_export(
+        model,
+        root=tmp_path,
+        output_dir=out,
+        log_path=tmp_path / "export.log",
+        python=Path(sys.executable),
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.h5", "model.h5"]
+
+    with pytest.raises(ArtifactError) as info:
+        ADAPTER.check(out, model)
+    assert info.value.problems == [
+        "Multiple h5 files provided (2: checkpoint.h5, model.h5), when only one is allowed"
+    ]
+    assert "model 'broken-keras' (keras)" in str(info.value)
