@@ -228,7 +228,7 @@ def _create(model: Model, root: Path, directory: Path, log_path: Path, stream: b
         shutil.rmtree(directory, ignore_errors=True)
     env = scrubbed_env(model.env_dict, pip=True)
     try:
-        venv = _run([sys.executable, "-m", "venv", directory], root, env, log_path, stream)
+        venv = _run([sys.executable, "-m", "venv", directory], model, root, env, log_path, stream)
         if not venv.ok:
             raise EnvironmentSetupError(
                 f"export environment of model {model.name!r}: python -m venv failed "
@@ -256,6 +256,7 @@ def _create(model: Model, root: Path, directory: Path, log_path: Path, stream: b
                 "off",
                 *args,
             ],
+            model,
             root,
             env,
             log_path,
@@ -281,6 +282,7 @@ def _create(model: Model, root: Path, directory: Path, log_path: Path, stream: b
 
 def _run(
     argv: list[str | os.PathLike[str]],
+    model: Model,
     cwd: Path,
     env: dict[str, str],
     log_path: Path,
@@ -289,7 +291,13 @@ def _run(
     _log(log_path, "$ " + " ".join(os.fspath(a) for a in argv))
     try:
         return run_process(
-            argv, cwd=cwd, env=env, timeout=ENV_TIMEOUT, log_path=log_path, stream=stream
+            argv,
+            cwd=cwd,
+            env=env,
+            timeout=ENV_TIMEOUT,
+            log_path=log_path,
+            stream=stream,
+            stream_prefix=f"[{model.name}] ",
         )
     except OSError as exc:
         raise EnvironmentSetupError(

@@ -576,8 +576,14 @@ def _export_error(
         what = f"{ref} failed ({proc.describe()})"
         hint = f"see {log_path}"
     message = f"export of model {model.name!r} failed: {what}\n  log: {log_path}"
-    if proc.tail:
-        message += f"\n  last lines of output:\n{_indent(proc.tail)}"
+    tail = proc.tail
+    if result is not None and result.get("message"):
+        # The bootstrap's own last line repeats the message: leave it out.
+        lines = tail.splitlines()
+        if lines and lines[-1].strip() == f"neobuild: {result['message']}":
+            tail = "\n".join(lines[:-1])
+    if tail.strip():
+        message += f"\n  last lines of output:\n{_indent(tail)}"
     return ExportError(message, hint=hint)
 
 

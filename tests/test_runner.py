@@ -208,6 +208,7 @@ def test_function_missing_suggests_the_closest_name(tmp_path: Path) -> None:
     error = export_error(tmp_path, make_model(function="exprt"))
     assert "function 'exprt' not found in m/export.py; did you mean 'export'?" in str(error)
     assert f"exit code {runner.EXIT_CODES['function_missing']}" in str(error)
+    assert str(error).count("did you mean") == 1  # not repeated by the output's tail
     assert error.hint is not None and "'export'" in error.hint
 
 
