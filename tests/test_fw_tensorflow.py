@@ -184,6 +184,13 @@ def test_signature_named_in_compiler_options(copy: Path) -> None:
     assert "no signature 'custom' (signatures: 'serving_default')" in problem
 
 
+def test_saved_model_in_a_subdirectory_is_rejected(saved_model: Path, tmp_path: Path) -> None:
+    # the TF Serving layout <dir>/1/saved_model.pb: Neo wants the files at the archive root
+    shutil.copytree(saved_model, tmp_path / "export" / "1")
+    (problem,) = _problems(tmp_path / "export")
+    assert problem.startswith("1/saved_model.pb: expected the SavedModel at the top")
+
+
 def test_saved_model_graph_must_be_named_saved_model(copy: Path) -> None:
     (copy / "saved_model.pb").rename(copy / "model.pb")
     problems = _problems(copy)

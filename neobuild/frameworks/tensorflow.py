@@ -118,6 +118,11 @@ def with_layout_notes(
     return noted
 
 
+def _in_saved_model_dir(path: str) -> bool:
+    """True for files under a SavedModel's variables/, assets/ or assets.extra/ (at any depth)."""
+    return any(f"/{d}" in f"/{path}" for d in _SAVED_MODEL_DIRS)
+
+
 def _signature_key(model: Model) -> str:
     """``serving_default``, unless a target's compiler options name another (ml_eia2)."""
     for target in model.targets:
@@ -162,16 +167,16 @@ class TensorFlowAdapter:
             ArtifactError: with every problem found.
         """
         files, problems = scan_export_dir(export_dir)
-        saved_model = any(f in _SAVED_MODEL_NAMES for f in files) or any(
-            f.startswith("variables/") for f in files
+        saved_model = any(
+            f.rsplit("/", 1)[-1] in _SAVED_MODEL_NAMES or "variables/" in f for f in files
         )
-        if saved_model and _FINGERPRINT in files:
-            files = tuple(f for f in files if f != _FINGERPRINT)
+        if saved_model:
+            files = tuple(f for f in files if f.rsplit("/", 1)[-1] != _FINGERPRINT)
         graphs = [
             f
             for f in files
             if f.lower().endswith((".pb", ".pbtxt"))
-            and not (saved_model and f.startswith(_SAVED_MODEL_DIRS))
+            and not (saved_model and _in_saved_model_dir(f))
         ]
         kind = "SavedModel" if saved_model else "frozen graph"
         keep: list[str] = []
@@ -188,11 +193,17 @@ class TensorFlowAdapter:
             )
         else:
             graph = graphs[0]
-            if "/" in graph:
+            nested = "/" in graph
+            if nested:
                 problems.append(
-                    expected_found(graph, f"the {kind} at the top of the export directory", graph)
+                    expected_found(
+                        graph,
+                        f"the {kind} at the top of the export directory (Neo wants the model"
+                        " files at the archive root)",
+                        graph,
+                    )
                 )
-            if saved_model:
+            if saved_model and not nested:
                 keep = [graph] + [f for f in files if f.startswith(_SAVED_MODEL_DIRS)]
                 problems += self._saved_model_layout(graph, files)
             else:
