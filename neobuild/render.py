@@ -86,6 +86,8 @@ def pyrepr(value: Any) -> PyCode:
 
 
 def _literal(value: Any) -> str:
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the variable
     if value is None or isinstance(value, bool | int):
         return repr(value)
     if isinstance(value, float):
@@ -105,12 +107,14 @@ def _literal(value: Any) -> str:
 
 
 def _tojson(value: Any) -> PyCode:
+    if isinstance(value, jinja2.Undefined):
+        str(value)
     return PyCode(json.dumps(value, sort_keys=True))
 
 
 def _comment(value: Any) -> PyCode:
     """One line of printable text (no line breaks), for use after ``#``."""
-    text = str(value)
+    text = str(value)  # a StrictUndefined raises here
     return PyCode("".join(c if c.isprintable() else "?" for c in text))
 
 
