@@ -18,13 +18,14 @@ from typing import Any, Literal, Protocol
 
 from neobuild.errors import UsageError
 from neobuild.fingerprint import (
-    FIELD_PREFIX,
+    FIELDS_PART,
     PARTS,
     SOURCE_PREFIX,
     Fingerprint,
     SourceIndex,
     fingerprint,
     manifest_hash,
+    parse_field_hashes,
     source_patterns,
 )
 from neobuild.fingerprint import _glob_regex as glob_regex
@@ -340,7 +341,7 @@ def input_reasons(old: Mapping[str, str], new: Mapping[str, str]) -> list[Reason
     """What differs between two fingerprint breakdowns, field by field and file by file."""
     reasons: list[Reason] = []
     if old.get("manifest") != new.get("manifest"):
-        fields = _changed_details(old, new, FIELD_PREFIX)
+        fields = changed_fields(old, new)
         if fields:
             reasons.extend(Reason("manifest-changed", f) for f in fields)
         else:
@@ -369,9 +370,11 @@ def input_reasons(old: Mapping[str, str], new: Mapping[str, str]) -> list[Reason
     return reasons
 
 
-def _changed_details(old: Mapping[str, str], new: Mapping[str, str], prefix: str) -> list[str]:
-    keys = {k for k in old if k.startswith(prefix)} | {k for k in new if k.startswith(prefix)}
-    return sorted(k[len(prefix) :] for k in keys if old.get(k) != new.get(k))
+def changed_fields(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
+    """The manifest fields whose short hashes differ between two breakdowns."""
+    before = parse_field_hashes(old.get(FIELDS_PART, ""))
+    after = parse_field_hashes(new.get(FIELDS_PART, ""))
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
 def _check_file(
@@ -601,9 +604,10 @@ def explain(
     old = dict(entry.fingerprint_parts) if entry is not None else {}
     item = _plan_model(manifest, model, entry, fp, cache)
     parts = tuple(PartRow(p, old.get(p), fp.parts[p]) for p in PARTS)
+    before = parse_field_hashes(old.get(FIELDS_PART, ""))
+    after = parse_field_hashes(fp.parts.get(FIELDS_PART, ""))
     fields = tuple(
-        PartRow(f, old.get(FIELD_PREFIX + f), fp.parts.get(FIELD_PREFIX + f, ""))
-        for f in _changed_details(old, fp.parts, FIELD_PREFIX)
+        PartRow(f, before.get(f), after.get(f, "")) for f in changed_fields(old, fp.parts)
     )
     paths = sorted(
         {k[len(SOURCE_PREFIX) :] for k in (*old, *fp.parts) if k.startswith(SOURCE_PREFIX)}

@@ -36,7 +36,7 @@ def test_parts_and_digest(root: Path) -> None:
     assert fp.digest.startswith("sha256:") and len(fp.digest) == 71
     assert "source:common/util.py" in fp.parts
     assert "source:models/alpha/data/f7.txt" in fp.parts
-    assert "manifest.timeout" in fp.parts
+    assert "timeout=" in fp.parts["fields"]
     assert fp.parts["neobuild"] == __import__("neobuild").__version__
     assert fp.parts["adapter"].startswith("onnx@")
     assert _fp(root) == fp  # deterministic
@@ -167,3 +167,57 @@ def test_save_is_skipped_when_nothing_changed_and_prunes_deleted(root: Path) -> 
     other = StatCache.load(root)
     other.save()  # nothing looked up: entries of deleted files are dropped
     assert len(StatCache.load(root)) == 31
+
+
+def test_model_json_matches_model_to_json() -> None:
+    from neobuild.fingerprint import field_hashes, manifest_hash, model_json, parse_field_hashes
+    from neobuild.model import (
+        CompileSettings,
+        ExportRef,
+        Inputs,
+        InputSpec,
+        Model,
+        Platform,
+        Position,
+        Target,
+        VpcConfig,
+    )
+
+    model = Model(
+        name="full",
+        framework="pytorch",
+        export=ExportRef(function="make", module="pkg.mod"),
+        inputs=Inputs(form="list", items=(InputSpec(None, (1, 3, 224, 224)),)),
+        targets=(
+            Target(
+                device="ml_c5",
+                compiler_options={"dtype": "float32"},
+                position=Position(Path("a"), 3, 4),
+            ),
+            Target(
+                platform=Platform("LINUX", "ARM64", "NVIDIA"),
+                compiler_options={"gpu-code": "sm_72", "nested": [1, {"a": None}]},
+            ),
+        ),
+        framework_version="2.0",
+        sources=("models/full/**",),
+        requirements=("torch==2.0",),
+        env=(("A", "1"),),
+        tags=("vision",),
+        compiler_options={"dtype": "float32"},
+        compile=CompileSettings(
+            role_arn="arn:aws:iam::123456789012:role/x",
+            vpc=VpcConfig(("sg-1",), ("subnet-1",)),
+            tags=(("team", "ml"),),
+        ),
+        templates_dir="tpl",
+        smoke=True,
+        position=Position(Path("neo.yaml"), 10, 3),
+    )
+    assert model_json(model) == model.to_json()
+    assert (
+        manifest_hash(model)
+        == "sha256:" + __import__("hashlib").sha256(model.canonical_json().encode()).hexdigest()
+    )
+    fields = parse_field_hashes(field_hashes(model.to_json()))
+    assert set(fields) == set(model.to_json()) and all(len(v) == 8 for v in fields.values())

@@ -1,0 +1,283 @@
+"""Benchmark: ``plan`` (and a no-op ``package --all``) on a generated 1,000-model repository.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_plan.py [--models 1000] [--repeat 3] [--keep DIR]
+
+It generates a git repository with a ``neo.yaml`` of N models (each with an export
+file and a config file under ``models/<name>/``, all sharing ``common/**``), writes
+outputs and a ``neo.lock`` that make every model fresh (as a finished ``package
+--all`` would, without running N exports), then times:
+
+- the library path: ``manifest.load`` + ``plan.plan`` in-process, cold (no
+  ``.neobuild/`` caches) and warm (manifest cache and stat cache filled);
+- ``neobuild plan --json`` and ``neobuild package --all`` as subprocesses, cold and warm.
+
+Figures are printed and written to ``benchmarks/RESULTS.md`` under
+``## plan on 1,000 models`` (other sections of that file are left alone).
+No timing is asserted: this is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "RESULTS.md"
+SECTION = "## plan on 1,000 models"
+NEOBUILD = Path(sys.executable).with_name("neobuild")
+
+
+def generate(root: Path, n: int) -> None:
+    """Write a neo.yaml of ``n`` models and their sources, and commit them."""
+    (root / "common").mkdir(parents=True)
+    (root / "common" / "util.py").write_text("SHARED = 1\n")
+    lines = [
+        "version: 1",
+        "build_dir: build/neo",
+        "defaults:",
+        "  targets: [ml_c5]",
+        "  framework: onnx",
+        '  framework_version: "1.7.0"',
+        "models:",
+    ]
+    for i in range(n):
+        name = f"m{i:04d}"
+        d = root / "models" / name
+        d.mkdir(parents=True)
+        (d / "export.py").write_text(f"def export(out, inputs):\n    pass  # {name}\n")
+        (d / "config.json").write_text(json.dumps({"name": name, "seed": i}) + "\n")
+        lines += [
+            f"  {name}:",
+            f"    export: models/{name}/export.py:export",
+            "    inputs: {input: [1, 3, 8, 8]}",
+            f"    sources: [models/{name}/**, common/**]",
+        ]
+    (root / "neo.yaml").write_text("\n".join(lines) + "\n")
+    (root / ".gitignore").write_text("build/\n.neobuild/\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "seed"]):
+        subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _templates_hash(manifest: object) -> Callable[[object], str] | str:
+    try:
+        from neobuild import render
+
+        fn = getattr(render, "templates_hash_for", None)
+        if fn is not None:
+            return lambda model: str(fn(manifest, model))
+    except ImportError:
+        pass
+    return ""
+
+
+def fake_build(root: Path) -> None:
+    """Write outputs and a lock that make every model fresh (no exports run)."""
+    from neobuild import lockfile, manifest, plan
+    from neobuild.lockfile import FileRecord, Lock, LockEntry, RequestRecord
+
+    m = manifest.load(root / "neo.yaml", use_cache=False)
+    the_plan = plan.plan(m, list(m.models.values()), Lock(), templates_hash=_templates_hash(m))
+    entries = {}
+    for model in m.models.values():
+        fp = the_plan.fingerprint(model.name)
+        mdir = m.build_dir / model.name
+        (mdir / "export").mkdir(parents=True)
+        (mdir / "requests").mkdir()
+        exported = f"onnx {model.name}".encode()
+        archive = b"archive of " + exported
+        (mdir / "export" / "model.onnx").write_bytes(exported)
+        (mdir / "model.tar.gz").write_bytes(archive)
+        requests, outputs = {}, {}
+        for target in model.targets:
+            body = json.dumps({"CompilationJobName": f"{model.name}-{target.key}"}).encode()
+            rel = f"requests/{target.key}.json"
+            (mdir / rel).write_bytes(body)
+            outputs[rel] = FileRecord(len(body), _digest(body))
+            requests[target.key] = RequestRecord(
+                f"build/neo/{model.name}/{rel}", _digest(body), f"{model.name}-{target.key}"
+            )
+        entries[model.name] = LockEntry(
+            fingerprint=fp.digest,
+            framework=model.framework,
+            framework_version=model.framework_version,
+            exported_with={},
+            files={"model.onnx": FileRecord(len(exported), _digest(exported))},
+            archive=FileRecord(len(archive), _digest(archive)),
+            archive_path=f"build/neo/{model.name}/model.tar.gz",
+            outputs=outputs,
+            requests=requests,
+            smoke=None,
+            fingerprint_parts=dict(fp.parts),
+            jobs={},
+            git_commit=None,
+            git_dirty=None,
+        )
+    lockfile.write_lock(root / lockfile.LOCK_NAME, Lock(models=entries))
+    # Out of the stat cache's racy window, as files are in a real checkout.
+    past = time.time_ns() - 10_000_000_000
+    for dirpath, dirnames, filenames in os.walk(root):
+        if ".git" in dirnames:
+            dirnames.remove(".git")
+        for f in filenames:
+            os.utime(os.path.join(dirpath, f), ns=(past, past))
+
+
+def library_plan(root: Path) -> tuple[float, int, int]:
+    """One in-process load + plan; returns (seconds, stale count, files read)."""
+    from neobuild import lockfile, manifest, plan
+    from neobuild.statcache import StatCache
+
+    t0 = time.perf_counter()
+    m = manifest.load(root / "neo.yaml")
+    lock = lockfile.read_lock(root / lockfile.LOCK_NAME)
+    cache = StatCache.load(root)
+    result = plan.plan(
+        m, list(m.models.values()), lock, templates_hash=_templates_hash(m), stat_cache=cache
+    )
+    cache.save()
+    return time.perf_counter() - t0, result.stale_count, cache.reads
+
+
+def clear_caches(root: Path) -> None:
+    shutil.rmtree(root / ".neobuild", ignore_errors=True)
+
+
+def cli(root: Path, *args: str) -> tuple[float, int, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(NEOBUILD), *args], cwd=root, capture_output=True, text=True)
+    return time.perf_counter() - t0, proc.returncode, proc.stdout + proc.stderr
+
+
+def _fmt(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.0f} ms" if values else "n/a"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--keep", type=Path, help="generate here and keep it")
+    parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    args = parser.parse_args(argv)
+
+    tmp = None
+    if args.keep:
+        root = args.keep.resolve()
+        if root.exists():
+            shutil.rmtree(root)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="neobuild-bench-")
+        root = Path(tmp.name) / "repo"
+    root.mkdir(parents=True)
+    rows: list[tuple[str, str, str]] = []
+    notes: list[str] = []
+    try:
+        t0 = time.perf_counter()
+        generate(root, args.models)
+        fake_build(root)
+        setup = time.perf_counter() - t0
+        print(f"generated {args.models} models in {setup:.1f} s at {root}")
+
+        cold, warm = [], []
+        reads_cold = reads_warm = stale = 0
+        for _ in range(args.repeat):
+            clear_caches(root)
+            seconds, stale, reads_cold = library_plan(root)
+            cold.append(seconds)
+            seconds, stale, reads_warm = library_plan(root)
+            warm.append(seconds)
+        rows.append(
+            ("library: load + plan, cold", _fmt(cold), f"{reads_cold} files read, {stale} stale")
+        )
+        rows.append(
+            ("library: load + plan, warm", _fmt(warm), f"{reads_warm} files read, {stale} stale")
+        )
+
+        for label, command in (
+            ("`neobuild plan --json`", ["plan", "--json"]),
+            ("`neobuild package --all` (no-op)", ["package", "--all"]),
+        ):
+            cold, warm = [], []
+            failure = ""
+            for _ in range(args.repeat):
+                clear_caches(root)
+                seconds, rc, output = cli(root, *command)
+                if rc != 0:
+                    errors = [x for x in output.splitlines() if x.startswith("error:")]
+                    failure = (errors or output.strip().splitlines() or [f"exit {rc}"])[0]
+                    break
+                cold.append(seconds)
+                seconds, rc, output = cli(root, *command)
+                warm.append(seconds)
+            if failure:
+                rows.append((f"{label}", "n/a", f"failed: {failure[:120]}"))
+                notes.append(f"{label} failed (exit {rc}): {failure}")
+            else:
+                rows.append((f"{label}, cold", _fmt(cold), "subprocess, incl. interpreter start"))
+                rows.append((f"{label}, warm", _fmt(warm), "subprocess, incl. interpreter start"))
+        seconds, rc, _ = cli(root, "--version")
+        rows.append(
+            ("`neobuild --version` (startup floor)", f"{seconds * 1000:.0f} ms", f"exit {rc}")
+        )
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    width = max(len(r[0]) for r in rows)
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>8}  {note}")
+    if not args.no_write:
+        write_results(rows, notes, args.models, args.repeat)
+    return 0
+
+
+def write_results(rows: list[tuple[str, str, str]], notes: list[str], n: int, repeat: int) -> None:
+    """Replace (or append) the plan section of RESULTS.md, leaving other sections alone."""
+    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    body = [
+        SECTION,
+        "",
+        f"Generated by `benchmarks/bench_plan.py --models {n}` on {time.strftime('%Y-%m-%d')} "
+        f"({machine}); median of {repeat} runs. Cold: no `.neobuild/` (manifest and stat "
+        "caches empty); warm: the second run. Every model is fresh (outputs and neo.lock "
+        "written as a finished `package --all` leaves them).",
+        "",
+        "| what | time | notes |",
+        "|---|---:|---|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        "",
+    ]
+    body += [f"- {note}" for note in notes]
+    if notes:
+        body.append("")
+    section = "\n".join(body)
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
