@@ -248,7 +248,10 @@ class _Doc:
         for step in path:
             if isinstance(value, Mapping):
                 if step not in value:
-                    return False
+                    # a non-string key (``1:``) is addressed by its text
+                    step = next((k for k in value if str(k) == step), step)
+                    if step not in value:
+                        return False
             elif not (isinstance(value, list) and isinstance(step, int) and 0 <= step < len(value)):
                 return False
             value = value[step]
@@ -384,6 +387,8 @@ class _Validator:
     ) -> None:
         """Report on a merged model value, positioned where it was written."""
         doc, full = self.locate(src, sub)
+        if full == src.path and sub:  # not written anywhere: point at the model's name
+            at = "key"
         self.report(doc, full, message, hint=hint, severity=severity, at=at, shown=src.path + sub)
 
     def locate(self, src: _ModelSource, sub: PathKey) -> tuple[_Doc, PathKey]:
@@ -498,6 +503,8 @@ class _Validator:
         if code == cerr.UNKNOWN_FIELD.code:
             allowed = _allowed_keys(root_schema, tuple(error.schema_path))
             guess = did_you_mean(name, allowed)
+            if name == "export" and path[:1] == ("defaults",):
+                guess = "export is per model: move it into each model"
             self.report(
                 doc,
                 path,
@@ -549,7 +556,7 @@ class _Validator:
                 hint=f'quote it: framework_version: "{text}"',
             )
             return
-        if "string" in _as_list(types) and isinstance(value, int | float | bool) and text:
+        if _as_list(types) == ["string"] and isinstance(value, int | float | bool) and text:
             hint = f'quote it: "{text}"'
         self.report(doc, path, f"expected {expected}, got {_describe(value)}", hint=hint)
 
@@ -721,7 +728,8 @@ class _Validator:
                 ok = False
         framework = self.framework(src, m.get("framework"))
         version = m.get("framework_version")
-        version = version if isinstance(version, str) else None
+        if not isinstance(version, str) or neo.field_problem("FrameworkVersion", version):
+            version = None  # reported by cerberus; skip the version tables
         export = self.export(src, m.get("export"))
         compile_settings = self.compile_settings(m.get("compile"))
         model_options = self.options(src, ("compiler_options",), m.get("compiler_options"))
@@ -1008,7 +1016,7 @@ class _Validator:
         ok = True
         entries: list[tuple[str | None, PathKey, Any]]
         if isinstance(value, dict):
-            entries = [(k, (*sub, k), v) for k, v in value.items()]
+            entries = [(k, (*sub, str(k)), v) for k, v in value.items()]
         else:
             entries = [(None, (*sub, i), v) for i, v in enumerate(value)]
         for name, where, shape in entries:
@@ -1323,7 +1331,8 @@ def _target_sub(m: Mapping[str, Any], i: int, message: str) -> PathKey:
     """Point a target rule at the option it is about, when it is about one."""
     item = m["targets"][i] if isinstance(m.get("targets"), list) else None
     if isinstance(item, dict):
-        if "compiler_options" in message and "compiler_options" in item:
+        about_options = any(w in message for w in ("compiler_options", "ANDROID_PLATFORM"))
+        if about_options and "compiler_options" in item:
             return ("targets", i, "compiler_options")
         if "Neo does not support" in message and "platform" in item:
             return ("targets", i, "platform")

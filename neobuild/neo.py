@@ -424,14 +424,10 @@ def compiler_options_problems(options: Any, target: Target) -> list[tuple[Severi
         present = set(options) if isinstance(options, Mapping) else set()
         missing = [o for o in NVIDIA_OPTIONS if o not in present]
         if missing:
-            problems.append(
-                (
-                    "error",
-                    "accelerator NVIDIA requires compiler_options "
-                    + ", ".join(NVIDIA_OPTIONS)
-                    + f"; missing {', '.join(missing)}",
-                )
-            )
+            needed = "accelerator NVIDIA needs compiler_options gpu-code, trt-ver and cuda-ver"
+            if len(missing) < len(NVIDIA_OPTIONS):
+                needed += f"; missing {', '.join(missing)}"
+            problems.append(("error", needed))
     if platform is not None and platform.os == "ANDROID" and isinstance(options, Mapping):
         level = options.get("ANDROID_PLATFORM")
         if level is not None and (
