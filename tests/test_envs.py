@@ -200,7 +200,10 @@ def test_concurrent_creation_builds_once(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_broken_env_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEOBUILD_CACHE_DIR", str(tmp_path / "cache"))
-    model = make_model(requirements=(SIX,))
+    # A requirements file that includes another: pip resolves -r relative to the file.
+    write(tmp_path, "m/requirements.txt", "-r ../common/base.txt\n")
+    write(tmp_path, "common/base.txt", f"{SIX}\n")
+    model = make_model(requirements_file="m/requirements.txt")
     log = tmp_path / "env.log"
     python = envs.export_python(model, root=tmp_path, log_path=log)
     python.unlink()  # the interpreter is gone: the marker alone must not be trusted
