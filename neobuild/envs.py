@@ -202,7 +202,7 @@ def export_python(
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            _log(log_path, f"neobuild: waiting for another process creating {directory}")
+            _log(log_path, f"neobuild: waiting while another build creates {directory}")
             lock.acquire(timeout=ENV_TIMEOUT + 60)
     except filelock.Timeout as exc:
         raise EnvironmentSetupError(
