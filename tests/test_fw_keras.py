@@ -36,16 +36,19 @@ def _model(inputs: dict[str, list[int]]) -> Model:
 GOOD = _model({"input_1": [1, 3, 28, 28]})
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real export of the example, shared by the module (importing TF is slow)."""
+def _export(out: Path) -> Path:
     spec = importlib.util.spec_from_file_location("example_keras_cnn", EXAMPLE / "export.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = tmp_path_factory.mktemp("keras-export")
     module.export(out, {"input_1": [1, 3, 28, 28]})
     return out
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real export of the example, shared by the module (importing TF is slow)."""
+    return _export(tmp_path_factory.mktemp("keras-export"))
 
 
 @pytest.fixture
@@ -86,6 +89,11 @@ def test_real_export_is_accepted(export_dir: Path) -> None:
     # Keras 3 wrote it, newer than Neo's documented 2.2.4: a warning, not an error.
     (warning,) = artifacts.warnings
     assert "Keras 3." in warning and "2.2.4" in warning
+
+
+def test_example_export_is_deterministic(export_dir: Path, tmp_path: Path) -> None:
+    again = _export(tmp_path)
+    assert (again / "model.h5").read_bytes() == (export_dir / "model.h5").read_bytes()
 
 
 def test_reads_keras3_input_layer(export_dir: Path) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from neobuild.frameworks._protowire import (
 )
 from neobuild.frameworks.tensorflow import ADAPTER, read_frozen_graph, read_saved_model
 from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.runner import run_export
 
 pytestmark = pytest.mark.frameworks
 
@@ -40,16 +44,19 @@ def _model(inputs: dict[str, list[int]], *, compiler_options: object = None) -> 
 GOOD = _model({"input": [1, 28, 28, 3]})
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real export of the example SavedModel, shared by the module."""
+def _export(out: Path) -> Path:
     spec = importlib.util.spec_from_file_location("example_tf_savedmodel", EXAMPLE / "export.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = tmp_path_factory.mktemp("tf-export")
     module.export(out, {"input": [1, 28, 28, 3]})
     return out
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real export of the example SavedModel, shared by the module."""
+    return _export(tmp_path_factory.mktemp("tf-export"))
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +126,50 @@ def test_real_saved_model_is_accepted(copy: Path) -> None:
 def test_fingerprint_is_left_out_even_without_normalize(copy: Path) -> None:
     artifacts = ADAPTER.check(copy, GOOD)
     assert "fingerprint.pb" not in artifacts.files
+
+
+def test_example_export_is_deterministic_after_normalize(tmp_path: Path) -> None:
+    """Two fresh export processes (as neobuild runs them) give the same archived bytes.
+
+    Within one process they would not: TensorFlow numbers traced functions with a
+    process-wide counter that ends up in saved_model.pb.
+    """
+    model = replace(GOOD, export=ExportRef(function="export", path="export.py"))
+    outs = [tmp_path / "first", tmp_path / "again"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(
+            pool.map(
+                lambda out: run_export(
+                    model,
+                    root=EXAMPLE,
+                    output_dir=out,
+                    log_path=out.with_suffix(".log"),
+                    python=Path(sys.executable),
+                ),
+                outs,
+            )
+        )
+    for export in outs:
+        ADAPTER.normalize(export)
+    files = ADAPTER.check(outs[0], GOOD).files
+    assert ADAPTER.check(outs[1], GOOD).files == files
+    for name in files:
+        assert (outs[1] / name).read_bytes() == (outs[0] / name).read_bytes(), name
+
+
+def test_saved_model_as_text_is_accepted(saved_model: Path, tmp_path: Path) -> None:
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    export = Path(shutil.copytree(saved_model, tmp_path / "export"))
+    message = saved_model_pb2.SavedModel()
+    message.ParseFromString((export / "saved_model.pb").read_bytes())
+    (export / "saved_model.pb").unlink()
+    (export / "saved_model.pbtxt").write_text(text_format.MessageToString(message))
+
+    artifacts = ADAPTER.check(export, GOOD)
+    assert artifacts.files[0] == "saved_model.pbtxt"
+    assert artifacts.inputs == {"input": (1, 28, 28, 3)}
 
 
 def test_reads_signature_and_writer_version(saved_model: Path) -> None:

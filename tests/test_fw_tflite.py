@@ -32,15 +32,33 @@ def _model(inputs: dict[str, list[int]]) -> Model:
 GOOD = _model({"input": [1, 28, 28, 3]})
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real export of the example (freeze, convert, LiteRT finite check), shared."""
+def _export(out: Path) -> Path:
     spec = importlib.util.spec_from_file_location("example_tflite_mobile", EXAMPLE / "export.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    out = tmp_path_factory.mktemp("tflite-export")
     module.export(out, {"input": [1, 28, 28, 3]})
+    return out
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real export of the example (freeze, convert, LiteRT finite check), shared."""
+    return _export(tmp_path_factory.mktemp("tflite-export"))
+
+
+@pytest.fixture(scope="module")
+def dynamic_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model whose input has an unknown batch dimension."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def double(x: tf.Tensor) -> tf.Tensor:
+        return x * 2.0
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()])
+    out = tmp_path_factory.mktemp("tflite-dynamic")
+    (out / "model.tflite").write_bytes(converter.convert())
     return out
 
 
@@ -95,6 +113,21 @@ def test_real_export_is_accepted(export_dir: Path) -> None:
     assert artifacts.files == ("model.tflite",)
     assert artifacts.inputs == {"input": (1, 28, 28, 3)}
     assert artifacts.warnings == ()  # frozen before conversion: no variable ops
+
+
+def test_example_export_is_deterministic(export_dir: Path, tmp_path: Path) -> None:
+    again = _export(tmp_path)
+    assert (again / "model.tflite").read_bytes() == (export_dir / "model.tflite").read_bytes()
+
+
+def test_unknown_batch_dimension_accepts_the_declared_one(dynamic_batch: Path) -> None:
+    artifacts = ADAPTER.check(dynamic_batch, _model({"x": [1, 3]}))
+    assert artifacts.inputs == {"x": (-1, 3)}
+    (problem,) = _problems(dynamic_batch, _model({"x": [1, 4]}))
+    assert (
+        problem
+        == "model.tflite: input 'x' shape: expected [1, 4] (from the manifest), found [?, 3]"
+    )
 
 
 def test_bad_identifier_is_rejected(copy: Path) -> None:
