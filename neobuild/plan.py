@@ -164,6 +164,7 @@ class Plan:
     since: str | None = None
     merge_base: str | None = None
     unaffected: tuple[str, ...] = ()  # with --since: selected models git left out
+    fingerprints: dict[str, Fingerprint] = field(default_factory=dict, compare=False, repr=False)
     _by_name: dict[str, ModelPlan] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -189,8 +190,15 @@ class Plan:
         return item is not None and item.stale
 
     def fingerprint(self, name: str) -> Fingerprint:
-        """The fingerprint computed for a planned model (what its lock entry should record)."""
-        return self.get(name).fingerprint
+        """The fingerprint computed for a model (what its lock entry should record).
+
+        Models that ``since`` left out of the plan have one too.
+
+        Raises:
+            UsageError: the model was not given to :func:`plan`.
+        """
+        found = self.fingerprints.get(name)
+        return found if found is not None else self.get(name).fingerprint
 
     @property
     def stale(self) -> list[ModelPlan]:
@@ -290,7 +298,13 @@ def plan(
         items = tuple(
             _with_changed(item, tuple(sorted(affected.get(item.name, ())))) for item in items
         )
-    return Plan(models=items, since=since, merge_base=merge_base, unaffected=unaffected)
+    return Plan(
+        models=items,
+        since=since,
+        merge_base=merge_base,
+        unaffected=unaffected,
+        fingerprints=fingerprints,
+    )
 
 
 def _with_changed(item: ModelPlan, changed: tuple[str, ...]) -> ModelPlan:

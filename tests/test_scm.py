@@ -191,6 +191,8 @@ def test_plan_since_selects_and_cross_checks(repo: Path) -> None:
     assert result.merge_base == base
     assert set(result.unaffected) == {"alpha", "gamma"}
     assert result.to_json()["since"] == base
+    assert not result.is_stale("alpha")
+    assert result.fingerprint("alpha").digest == lock.models["alpha"].fingerprint
 
     # A change git does not see (an ignored source) is still caught by the fingerprint.
     (repo / ".gitignore").write_text("build/\n.neobuild/\ncommon/generated.py\n")
