@@ -206,3 +206,39 @@ def test_plan_since_selects_and_cross_checks(repo: Path) -> None:
     assert names["alpha"].changed_since == ()
     assert names["alpha"].status == "stale"
     assert any(r.detail == "common/generated.py" for r in names["alpha"].reasons)
+
+
+def test_since_with_a_real_manifest_and_includes(tmp_path: Path) -> None:
+    from neobuild import manifest as manifest_mod
+    from neobuild.plan import Reason
+
+    root = tmp_path / "repo"
+    init_repo(root)
+    write(root, "models/a/export.py", "def export(o, i): pass\n")
+    write(root, "models/b/export.py", "def export(o, i): pass\n")
+    model = (
+        '    framework: onnx\n    framework_version: "1.7.0"\n    inputs: {input: [1, 3, 8, 8]}\n'
+    )
+    write(
+        root,
+        "neo.yaml",
+        "version: 1\ninclude: [teams/*/neo.yaml]\ndefaults:\n  targets: [ml_c5]\nmodels:\n"
+        f"  a:\n{model}    export: models/a/export.py:export\n",
+    )
+    team = f"models:\n  b:\n{model}    export: ../../models/b/export.py:export\n"
+    write(root, "teams/x/neo.yaml", team)
+    loaded = manifest_mod.load(root / "neo.yaml", use_cache=False)
+    lock = fake_build(loaded, Lock())
+    commit_all(root, "built")
+
+    write(root, "teams/x/neo.yaml", team + "    timeout: 60\n")
+    write(root, "neo.yaml", (root / "neo.yaml").read_text() + "# a comment only\n")
+    loaded = manifest_mod.load(root / "neo.yaml", use_cache=False)
+    result = plan(
+        loaded, list(loaded.models.values()), lock, since="HEAD", templates_hash="sha256:tmpl"
+    )
+    assert [m.name for m in result.models] == ["b"]
+    item = result.get("b")
+    assert item.reasons == (Reason("manifest-changed", "timeout"),)
+    assert item.changed_since == ("neo.yaml", "teams/x/neo.yaml")
+    assert result.unaffected == ("a",)
