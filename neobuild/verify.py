@@ -121,7 +121,7 @@ def verify(manifest: Manifest, lock: LockLike) -> VerifyReport:
                 Drift(
                     "config-changed",
                     name,
-                    _rel(root, manifest.path),
+                    _rel(root, model.position.file if model.position else manifest.path),
                     "the manifest entry changed since it was built",
                 )
             )
