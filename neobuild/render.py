@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import math
+import stat
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "PyCode",
     "archive_extras",
     "builtin_templates_dir",
+    "manifest_templates_hash",
     "model_context",
     "model_template_dirs",
     "outputs_for",
@@ -241,9 +243,20 @@ def template_source(
     """The source text of the template ``name`` that wins the search, and its file."""
     for directory in _search_path(templates_dir):
         path = directory / name
-        if path.is_file():
-            return path.read_text(encoding="utf-8"), path
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            return _read(path, info.st_mtime_ns, info.st_size), path
     raise RenderError(f"template {name} not found", hint="check templates_dir in neo.yaml")
+
+
+@functools.lru_cache(maxsize=256)
+def _read(path: Path, mtime_ns: int, size: int) -> str:
+    """A template's text, cached by (path, mtime, size): plan hashes many models."""
+    del mtime_ns, size
+    return path.read_text(encoding="utf-8")
 
 
 def templates_hash(names: Iterable[str], templates_dir: Path | Sequence[Path] | None = None) -> str:
@@ -324,6 +337,19 @@ def model_context(manifest: Manifest, model: Model) -> dict[str, Any]:
 def templates_hash_for(manifest: Manifest, model: Model) -> str:
     """:func:`templates_hash` of the templates :func:`render_model` uses for ``model``."""
     return templates_hash(outputs_for(model).values(), model_template_dirs(manifest, model))
+
+
+def manifest_templates_hash(manifest: Manifest) -> str:
+    """One ``sha256:<hex>`` over every model's :func:`templates_hash_for` (sorted by model).
+
+    Prefer :func:`templates_hash_for` in a model's fingerprint: with it, editing one
+    model's override leaves the other models fresh.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(manifest.models):
+        model_hash = templates_hash_for(manifest, manifest.models[name])
+        digest.update(f"{name}\0{model_hash}\0".encode())
+    return "sha256:" + digest.hexdigest()
 
 
 def render_model(manifest: Manifest, model: Model) -> dict[str, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -280,3 +281,53 @@ def test_templates_found_inside_an_installed_package(tmp_path: Path, repo_root: 
         check=True,
     )
     assert proc.stdout.splitlines()[0] == str(site / "neobuild" / "templates")
+
+
+def test_manifest_templates_hash_covers_every_model(tmp_path: Path) -> None:
+    a, b = GOLDEN_MODELS["pytorch"], GOLDEN_MODELS["onnx"]
+    both = _manifest(tmp_path, a, b)
+    first = render.manifest_templates_hash(both)
+    assert first == render.manifest_templates_hash(_manifest(tmp_path, b, a))
+    user = _user_template(tmp_path / "t", "inference/dlr.py.j2", "X = {{ model.name|pyrepr }}\n")
+    assert render.manifest_templates_hash(_manifest(tmp_path, a, b, templates_dir=user)) != first
+
+
+STUB_DLR = '''
+import numpy as np
+
+class DLRModel:
+    """Test double: the real DLR needs a Neo-compiled model; this checks what it is given."""
+
+    def __init__(self, model_dir, dev_type, dev_id):
+        assert dev_type == "cpu" and dev_id == 0, (dev_type, dev_id)
+        self.model_dir = model_dir
+
+    def run(self, inputs):
+        assert isinstance(inputs, dict), type(inputs)
+        assert {k: v.shape for k, v in inputs.items()} == {"a": (1, 4), "b": (1, 4)}, inputs
+        assert all(not v.any() and v.dtype == np.float32 for v in inputs.values())
+        return [np.ones((1, 2), dtype=np.float32)]
+'''
+
+
+def test_run_dlr_script_runs_and_prints_timing(tmp_path: Path) -> None:
+    model = GOLDEN_MODELS["onnx"]
+    script = tmp_path / "run_dlr.py"
+    script.write_bytes(render.render_model(_manifest(tmp_path, model), model)["edge/run_dlr.py"])
+    stub = tmp_path / "stub"
+    stub.mkdir()
+    (stub / "dlr.py").write_text(STUB_DLR)
+    env = {**os.environ, "PYTHONPATH": str(stub)}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "--runs", "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "model: onnx-mlp"
+    assert any(
+        re.fullmatch(r"3 runs: median [0-9.]+ ms, min [0-9.]+ ms, max [0-9.]+ ms", x) for x in lines
+    )
+    assert "output 0: shape [1, 2] dtype float32" in lines
