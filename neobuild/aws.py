@@ -118,6 +118,10 @@ def _client_message(exc: BaseException) -> str:
     return str(exc)
 
 
+class ThrottledError(AwsError):
+    """AWS answered with a throttling error even after botocore's own retries."""
+
+
 def wrap_error(exc: BaseException, action: str) -> AwsError:
     """Turn a botocore exception into an AwsError saying what failed and what to do.
 
@@ -172,7 +176,7 @@ def wrap_error(exc: BaseException, action: str) -> AwsError:
         if code in {"NoSuchBucket"}:
             return AwsError(text, hint="create the bucket, or fix compile.s3_prefix in neo.yaml")
         if code in THROTTLING_CODES:
-            return AwsError(text, hint="AWS is throttling requests: wait a minute and re-run")
+            return ThrottledError(text, hint="AWS is throttling requests: wait a minute and re-run")
         return AwsError(text)
     if isinstance(exc, bx.BotoCoreError):
         return AwsError(f"{action}: {exc}")
@@ -443,7 +447,13 @@ class Aws:
                 f"{path} has sha256 {actual}, not {sha256} as recorded: not uploading it",
                 hint="the archive changed after it was packaged: re-run `neobuild package`",
             )
-        existing = self.head_object(uri)
+        try:
+            existing = self.head_object(uri)
+        except AwsError as exc:
+            # Without s3:ListBucket a missing object answers 403, not 404: upload anyway.
+            if error_code(exc.__cause__ or exc) not in {"403", "AccessDenied"}:
+                raise
+            existing = None
         if existing is not None and existing.sha256 == f"sha256:{sha256_hex(sha256)}":
             return UploadResult(uri=uri, uploaded=False, size=existing.size)
         digest_hex = sha256_hex(sha256)
@@ -550,20 +560,15 @@ class Aws:
         return str(response["CompilationJobArn"])
 
     def describe_compilation_job(self, name: str) -> JobInfo:
-        """DescribeCompilationJob (throttling errors are raised as botocore raised them,
-        so a poller can back off; everything else is wrapped)."""
-        from botocore.exceptions import ClientError
+        """DescribeCompilationJob.
 
-        try:
-            return JobInfo.from_response(
-                self.sagemaker.describe_compilation_job(CompilationJobName=name)
-            )
-        except ClientError as exc:
-            if is_throttling(exc):
-                raise
-            raise wrap_error(exc, f"describing compilation job {name}") from exc
-        except Exception as exc:
-            raise wrap_error(exc, f"describing compilation job {name}") from exc
+        Raises:
+            ThrottledError: AWS asked to slow down (a poller backs off and asks again).
+            AwsError: any other failure, including an unknown job.
+        """
+        with aws_errors(f"describing compilation job {name}"):
+            response = self.sagemaker.describe_compilation_job(CompilationJobName=name)
+        return JobInfo.from_response(response)
 
     def find_compilation_job(self, name: str) -> JobInfo | None:
         """Like :meth:`describe_compilation_job`, but None when no job has this name."""

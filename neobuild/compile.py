@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neobuild.errors import AwsError, NeobuildError, RequestError
+from neobuild.errors import AwsError, NeobuildError, RequestError, UsageError
 from neobuild.model import Manifest, Model
 
 if TYPE_CHECKING:
@@ -213,7 +213,11 @@ def _collect(
     manifest: Manifest, models: Sequence[Model], on_event: EventSink
 ) -> tuple[list[CompileItem], dict[str, dict[str, Any]]]:
     """Load and pre-flight every request; raise one RequestError listing every problem."""
+    from neobuild import lockfile
     from neobuild import request as request_mod
+    from neobuild.package import hash_file
+
+    lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
 
     items: list[CompileItem] = []
     requests: dict[str, dict[str, Any]] = {}
@@ -249,6 +253,13 @@ def _collect(
                     f"{', '.join(marked)} (packaged with --allow-incomplete)"
                 )
                 continue
+            entry = lock.models.get(model.name)
+            record = entry.requests.get(target.key) if entry is not None else None
+            if record is not None and record.sha256 != hash_file(path):
+                item.warnings.append(
+                    f"model {model.name}, target {target.key}: {path} differs from its record "
+                    "in neo.lock (edited by hand?); submitting the file as it is"
+                )
             item.job_name = str(request.get("CompilationJobName"))
             item.status = "checked"
             items.append(item)
@@ -330,7 +341,9 @@ def _submit_one(
         item.uploaded = upload.uploaded
         kind = "uploaded" if upload.uploaded else "upload-skipped"
         on_event(CompileEvent(kind, item.model, item.target, name, message=uri))
-        client.require_object(uri, sha256=sha256)
+        if not upload.uploaded:
+            # the pre-check Neo's "S3 object does not exist" error would otherwise come from
+            client.require_object(uri, sha256=sha256)
     try:
         item.arn = client.create_compilation_job(request)
     except aws.JobExistsError:
@@ -380,9 +393,7 @@ def _wait(
             assert item.job_name is not None
             try:
                 job = clients.get(item.region).describe_compilation_job(item.job_name)
-            except Exception as exc:
-                if not aws.is_throttling(exc):
-                    raise
+            except aws.ThrottledError:
                 throttled = True
                 still.append(item)
                 continue
@@ -437,10 +448,8 @@ def _refresh(items: Sequence[CompileItem], clients: _Clients, on_event: EventSin
             continue
         try:
             job = clients.get(item.region).describe_compilation_job(item.job_name)
-        except Exception as exc:
-            if aws.is_throttling(exc):
-                continue
-            raise
+        except aws.ThrottledError:
+            continue
         item.apply(job)
         if item.status != "STARTING":
             on_event(CompileEvent("status", item.model, item.target, item.job_name, item.status))
@@ -569,6 +578,10 @@ def compile_models(
     """
     from neobuild import lockfile
 
+    if wait and not submit:
+        raise UsageError(
+            "--wait follows the jobs that --submit creates", hint="add --submit (it is idempotent)"
+        )
     sink = on_event or _ignore
     items, requests = _collect(manifest, models, sink)
     result = CompileResult(items=items, submitted=submit, waited=submit and wait)

@@ -20,7 +20,7 @@ from neobuild.compile import (
     compile_models,
     describe_event,
 )
-from neobuild.errors import AwsError, RequestError
+from neobuild.errors import AwsError, RequestError, UsageError
 from neobuild.model import (
     CompileSettings,
     ExportRef,
@@ -495,3 +495,23 @@ def test_ctrl_c_declined_leaves_the_job(
             confirm_stop=lambda items: False,
         )
     # the Stubber would fail on an unexpected stop_compilation_job call
+
+
+def test_wait_needs_submit(project: tuple[Manifest, Model]) -> None:
+    manifest, model = project
+    with pytest.raises(UsageError, match="--wait"):
+        compile_models(manifest, [model], submit=False, wait=True)
+
+
+def test_hand_edited_request_is_flagged(
+    no_aws_credentials: None, project: tuple[Manifest, Model]
+) -> None:
+    manifest, model = project
+    path = manifest.build_dir / "cnn" / "requests" / "ml_c5.json"
+    data = json.loads(path.read_text())
+    data["StoppingCondition"]["MaxRuntimeInSeconds"] = 1200
+    path.write_text(json.dumps(data))
+    result = compile_models(manifest, [model], submit=False, wait=False)
+    edited, untouched = result.items
+    assert any("differs from its record in neo.lock" in w for w in edited.warnings)
+    assert not any("neo.lock" in w for w in untouched.warnings)
