@@ -275,12 +275,15 @@ def _parse(doc: _Doc, data: bytes) -> Problem | None:
         message = str(exc.problem or exc.context or "invalid YAML")
         if exc.context and exc.problem:
             message = f"{exc.problem} ({exc.context.strip()})"
+        hint = "fix the YAML syntax at this position"
+        if "unexpected ':'" in message:
+            hint = 'inside { } and [ ], quote values that contain ":", e.g. "s3://bucket/x"'
         return Problem(
             f"invalid YAML: {message}",
             file=doc.path,
             line=(mark.line + 1) if mark is not None else 0,
             col=(mark.column + 1) if mark is not None else 0,
-            hint="fix the YAML syntax at this position",
+            hint=hint,
         )
     finally:
         dispose = getattr(loader, "dispose", None)
