@@ -38,7 +38,7 @@ models: {{}}
 # models:
 #   resnet18:
 #     framework: pytorch              # keras|mxnet|onnx|pytorch|tensorflow|tflite|xgboost|darknet
-#     framework_version: "2.0"        # a quoted string: 2.10 unquoted would read as 2.1
+#     framework_version: "1.8"        # quoted; Neo's edge devices take PyTorch 1.7/1.8
 #     export: models/resnet18/export.py:export   # def export(output_dir, inputs): ...
 #     inputs:
 #       input0: [1, 3, 224, 224]      # name -> static shape (NCHW for PyTorch)
