@@ -4,6 +4,7 @@ export environment)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -121,7 +122,11 @@ def _build(kind: str, out: Path) -> Path:
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("exports")
-    return {kind: _build(kind, base / kind) for kind in BUILDERS}
+    built = {kind: _build(kind, base / kind) for kind in BUILDERS}
+    # A SavedModel one directory down, as some exports lay it out.
+    shutil.copytree(built["tensorflow"], base / "tf-nested" / "savedmodel")
+    built["tf-nested"] = base / "tf-nested"
+    return built
 
 
 def _model(name: str, framework: str, inputs: Inputs, *targets: Target, **kw: object) -> Model:
@@ -167,6 +172,7 @@ CASES = {
     "keras": ("keras", _dict(input_1=(1, 3, 8, 8)), (Target(device="ml_m5"),)),
     "tensorflow": ("tensorflow", _dict(input=(1, 8, 8, 3)), (Target(device="ml_c5"),)),
     "tf-inf1": ("tensorflow", _dict(input=(1, 8, 8, 3)), (Target(device="ml_inf1"),)),
+    "tf-nested": ("tensorflow", _dict(input=(1, 8, 8, 3)), (Target(device="ml_c5"),)),
     "tflite": ("tflite", _dict(input=(1, 8, 8, 3)), (Target(device="rasp4b"),)),
 }
 EXPORT_OF = {"torch-inf1": "torch-one", "torch-mixed": "torch-one", "tf-inf1": "tensorflow"}

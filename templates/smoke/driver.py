@@ -191,6 +191,18 @@ class TorchRuntime(Runtime):
         return [o.numpy() for o in outs]
 
 
+def _saved_model_dir(model_dir):
+    """The directory holding saved_model.pb/.pbtxt: the root, or one subdirectory."""
+    found = sorted(
+        root
+        for root, dirs, files in os.walk(model_dir, followlinks=True)
+        if "saved_model.pb" in files or "saved_model.pbtxt" in files
+    )
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected one saved_model.pb in {model_dir}, found {found!r}")
+    return found[0]
+
+
 class SavedModelRuntime(Runtime):
     """The SavedModel's ``serving_default`` signature (a stand-in for TF Serving or DLR)."""
 
@@ -199,7 +211,7 @@ class SavedModelRuntime(Runtime):
         import tensorflow as tf  # noqa: TID251
 
         self.tf = tf
-        self.loaded = tf.saved_model.load(self.model_dir)
+        self.loaded = tf.saved_model.load(_saved_model_dir(self.model_dir))
         if "serving_default" not in self.loaded.signatures:
             raise KeyError(
                 f"the SavedModel has no serving_default signature (has {list(self.loaded.signatures)!r})"
