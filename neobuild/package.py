@@ -34,7 +34,7 @@ import struct
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import BinaryIO, Protocol, cast
@@ -92,12 +92,17 @@ class ArchiveInfo:
     """A written archive: where it is, its ``sha256:`` hash, size in bytes, and members.
 
     ``members`` are the archive paths in archive order; directories end with ``/``.
+    ``file_hashes`` and ``file_sizes`` describe every regular file member (exported files and
+    extras) by archive path, hashed in the same pass that packed it, so they describe exactly
+    the bytes that went into the archive and no file is read twice.
     """
 
     path: Path
     sha256: str
     size: int
     members: tuple[str, ...]
+    file_hashes: dict[str, str] = field(default_factory=dict, hash=False)
+    file_sizes: dict[str, int] = field(default_factory=dict, hash=False)
 
 
 # --------------------------------------------------------------------------- hashing
@@ -311,7 +316,21 @@ def _entries(export_dir: Path, files: Sequence[str], extra: Mapping[str, bytes])
     return sorted(entries.values(), key=lambda e: e.member)
 
 
-def _add_file(tar: tarfile.TarFile, entry: _Entry) -> None:
+class _HashingReader:
+    """A read-only view of a stream that hashes what is read through it."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.digest.update(data)
+        return data
+
+
+def _add_file(tar: tarfile.TarFile, entry: _Entry) -> tuple[int, str]:
+    """Add one exported file (checked again on the open descriptor); its size and hash."""
     assert entry.source is not None
     path = entry.source
     try:
@@ -340,13 +359,15 @@ def _add_file(tar: tarfile.TarFile, entry: _Entry) -> None:
         os.set_blocking(fd, True)
         mode = EXEC_MODE if st.st_mode & 0o111 else FILE_MODE
         info = _tarinfo(entry.name, size=st.st_size, mode=mode)
+        reader = _HashingReader(stream)
         try:
-            tar.addfile(info, stream)
+            tar.addfile(info, reader)
         except OSError as exc:  # the file shrank while it was read, or an I/O error
             raise PackageError(
                 f"{path}: could not be read completely ({exc}); was it modified while packing?",
                 hint="run the build again",
             ) from exc
+    return info.size, "sha256:" + reader.digest.hexdigest()
 
 
 def pack(
@@ -369,7 +390,8 @@ def pack(
             whose bytes differ.
 
     Returns:
-        The archive's path, ``sha256:`` hash, size and member list.
+        The archive's path, ``sha256:`` hash, size and member list, and the size and hash
+        of every file in it (as read while packing).
 
     Raises:
         PackageError: a file is missing, is a link, device or FIFO, a path is absolute or
@@ -378,6 +400,8 @@ def pack(
     export_dir = Path(export_dir)
     dest = Path(dest)
     entries = _entries(export_dir, files, extra or {})
+    hashes: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(dest) as sink:
@@ -395,8 +419,9 @@ def pack(
                 elif entry.data is not None:
                     info = _tarinfo(entry.name, size=len(entry.data))
                     tar.addfile(info, io.BytesIO(entry.data))
+                    sizes[entry.name], hashes[entry.name] = len(entry.data), hash_bytes(entry.data)
                 else:
-                    _add_file(tar, entry)
+                    sizes[entry.name], hashes[entry.name] = _add_file(tar, entry)
             tar.close()
             writer.finish()
     except PackageError:
@@ -411,6 +436,8 @@ def pack(
         sha256="sha256:" + writer.digest.hexdigest(),
         size=writer.compressed_size,
         members=tuple(e.member for e in entries),
+        file_hashes=hashes,
+        file_sizes=sizes,
     )
 
 

@@ -116,6 +116,10 @@ def test_info_hash_and_size_describe_the_written_file(archive: ArchiveInfo) -> N
     assert archive.sha256 == hash_file(archive.path) == hash_bytes(data)
     assert archive.size == len(data)
     assert archive.members == EXPECTED_MEMBERS
+    # Every file member's size and hash, computed while packing.
+    expected = {name: content(name) for name in FILES} | EXTRA
+    assert archive.file_hashes == {name: hash_bytes(b) for name, b in expected.items()}
+    assert archive.file_sizes == {name: len(b) for name, b in expected.items()}
 
 
 def test_members_are_sorted_with_normalised_metadata(archive: ArchiveInfo) -> None:
@@ -404,7 +408,8 @@ STREAMING_SCRIPT = textwrap.dedent(
             while block := stream.read(1 << 20):
                 digest.update(block)
     print(json.dumps({"growth_kib": after - before, "member": "sha256:" + digest.hexdigest(),
-                      "source": hash_file(big), "size": m.size}))
+                      "source": hash_file(big), "size": m.size,
+                      "packed": info.file_hashes["weights.bin"]}))
     """
 )
 
@@ -419,7 +424,7 @@ def test_packing_a_large_file_keeps_memory_flat(tmp_path: Path, repo_root: Path)
         check=True,
     )
     figures = json.loads(result.stdout)
-    assert figures["member"] == figures["source"]
+    assert figures["member"] == figures["source"] == figures["packed"]
     assert figures["size"] == 200 * 1024 * 1024
     # A whole-file read would add ~200 MiB of peak RSS; streaming adds a few MiB.
     assert figures["growth_kib"] < 32 * 1024, figures
