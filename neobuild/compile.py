@@ -118,6 +118,32 @@ class CompileResult:
     def ok(self) -> bool:
         return not self.failures
 
+    def summary(self) -> str:
+        """One line: how many jobs ended in which state."""
+        if not self.submitted:
+            return f"{len(self.items)} request(s) pass pre-flight; add --submit to run them"
+        counts: dict[str, int] = {}
+        for item in self.items:
+            counts[item.status] = counts.get(item.status, 0) + 1
+        states = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+        return f"{len(self.items)} compilation job(s): {states or 'none'}"
+
+    def render(self) -> str:
+        """Human text: one line per job (with output location or failure), then the summary."""
+        lines = []
+        for item in self.items:
+            line = f"{item.model} [{item.target}]: {item.status.lower()}"
+            if item.job_name and self.submitted:
+                line += f" {item.job_name}"
+            if item.output and item.status == "COMPLETED":
+                line += f" -> {item.output}"
+            if item.failure_reason:
+                line += f": {item.failure_reason}"
+            lines.append(line)
+            lines.extend(f"  warning: {w}" for w in item.warnings)
+        lines.append(self.summary())
+        return "\n".join(lines)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,

@@ -515,3 +515,23 @@ def test_hand_edited_request_is_flagged(
     edited, untouched = result.items
     assert any("differs from its record in neo.lock" in w for w in edited.warnings)
     assert not any("neo.lock" in w for w in untouched.warnings)
+
+
+def test_render(no_aws_credentials: None, project: tuple[Manifest, Model]) -> None:
+    manifest, model = project
+    text = compile_models(manifest, [model], submit=False, wait=False).render()
+    assert text.splitlines() == [
+        "cnn [ml_c5]: checked",
+        "cnn [linux-arm64-nvidia]: checked",
+        "2 request(s) pass pre-flight; add --submit to run them",
+    ]
+
+
+def test_render_submitted(moto_env: str, project: tuple[Manifest, Model]) -> None:
+    manifest, model = project
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    result = compile_models(manifest, [model], submit=True, wait=True)
+    lines = result.render().splitlines()
+    assert lines[0].startswith("cnn [ml_c5]: completed cnn-ml-c5-")
+    assert lines[0].endswith(" -> s3://neo-bucket/neo/cnn/compiled/ml_c5/")
+    assert lines[-1] == "2 compilation job(s): 2 completed"
