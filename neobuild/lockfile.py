@@ -151,9 +151,6 @@ class _Validator(cerberus.Validator):  # type: ignore[misc]
     }
 
 
-_LOCK_VALIDATOR = _Validator(LOCK_SCHEMA)
-_ENTRY_VALIDATOR = _Validator(ENTRY_SCHEMA)
-
 # Cerberus needs about 1.5 ms per entry: 1.5 s to read a 1,000-model lock, too slow for
 # `plan`. `_conforms` answers the same yes/no question for the rules LOCK_SCHEMA uses, from
 # the same schema data, ~30x faster; cerberus still runs whenever the answer is "no", to
@@ -292,8 +289,11 @@ class LockEntry:
         Raises:
             LockError: the data does not match the entry schema.
         """
-        validator = _ENTRY_VALIDATOR
-        if not validator.validate(dict(data)):
+        data = dict(data)
+        if _conforms_mapping(data, ENTRY_SCHEMA):
+            return _entry_from_data(data)
+        validator = _Validator(ENTRY_SCHEMA)  # a validator holds state: one per use
+        if not validator.validate(data):
             problems = "; ".join(
                 f"{'.'.join(p) or '<entry>'}: {m}" for p, m in _flatten(validator.errors)
             )
@@ -437,12 +437,14 @@ def dumps(lock: Lock) -> str:
         LockError: the content breaks :data:`LOCK_SCHEMA` (a bug in the caller).
     """
     data = lock.to_json()
-    if not _conforms_mapping(data, LOCK_SCHEMA) and not _LOCK_VALIDATOR.validate(data):
-        problems = "; ".join(f"{'.'.join(p)}: {m}" for p, m in _flatten(_LOCK_VALIDATOR.errors))
-        raise LockError(
-            f"refusing to write an invalid neo.lock: {problems}",
-            hint="this is a bug in neobuild; please report it",
-        )
+    if not _conforms_mapping(data, LOCK_SCHEMA):
+        validator = _Validator(LOCK_SCHEMA)  # a validator holds state: one per use
+        if not validator.validate(data):
+            problems = "; ".join(f"{'.'.join(p)}: {m}" for p, m in _flatten(validator.errors))
+            raise LockError(
+                f"refusing to write an invalid neo.lock: {problems}",
+                hint="this is a bug in neobuild; please report it",
+            )
     return _text(data)
 
 
@@ -619,7 +621,7 @@ def loads(text: str, *, path: Path = Path(LOCK_NAME)) -> Lock:
             ],
             hint="upgrade neobuild, or delete neo.lock and rerun `neobuild package`",
         )
-    validator = _LOCK_VALIDATOR
+    validator = _Validator(LOCK_SCHEMA)  # a validator holds state: one per use (threads)
     if not isinstance(data, dict) or not validator.validate(data):
         doc = _parse_positions(path, text)
         if not isinstance(data, dict):
