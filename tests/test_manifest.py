@@ -656,3 +656,27 @@ def test_a_read_only_state_dir_only_costs_the_cache(repo: Path) -> None:
     write(repo, {"neo.yaml": CACHED})
     (repo / ".neobuild").write_text("a file where the directory should be")
     assert manifest.load(repo / "neo.yaml").models["a"].timeout == 10
+
+
+def test_yaml_errors_in_included_files_are_positioned_there(repo: Path) -> None:
+    write(
+        repo,
+        {
+            "neo.yaml": "version: 1\ninclude: [t/*.yaml]\nmodels: {}\n",
+            "t/a.yaml": "models:\n  a: {framework: onnx\n",
+            "t/b.yaml": "models:\n  b: {}\n  b: {}\n",
+            "t/c.yaml": "- not a mapping\n",
+        },
+    )
+    loaded, problems = manifest.check(repo / "neo.yaml")
+    assert loaded is None
+    assert [(p.file, p.line, p.col, p.message.split(" (")[0]) for p in problems] == [
+        (repo / "t/a.yaml", 3, 1, "invalid YAML: did not find expected ',' or '}'"),
+        (
+            repo / "t/b.yaml",
+            3,
+            3,
+            'invalid YAML: found duplicate key "b" with value "{}" (original value: "{}")',
+        ),
+        (repo / "t/c.yaml", 1, 1, "the manifest must be a mapping, got a list"),
+    ]
