@@ -676,7 +676,7 @@ def test_yaml_errors_in_included_files_are_positioned_there(repo: Path) -> None:
             repo / "t/b.yaml",
             3,
             3,
-            'invalid YAML: found duplicate key "b" with value "{}" (original value: "{}")',
+            'invalid YAML: found duplicate key "b" with value "{}"',
         ),
         (repo / "t/c.yaml", 1, 1, "the manifest must be a mapping, got a list"),
     ]
