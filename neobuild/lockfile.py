@@ -18,7 +18,7 @@ import contextlib
 import functools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -45,6 +45,7 @@ __all__ = [
     "RequestRecord",
     "dumps",
     "loads",
+    "modify_lock",
     "read_lock",
     "update_lock",
     "write_lock",
@@ -741,11 +742,39 @@ def update_lock(
         InvalidLockError: the existing lock is invalid (it is not overwritten).
         LockError: the file lock was not acquired in time, or the write failed.
     """
+    return modify_lock(path, lambda _current: updates, timeout=timeout)
+
+
+def modify_lock(
+    path: Path,
+    change: Callable[[Lock], Mapping[str, LockEntry | None]],
+    *,
+    timeout: float = LOCK_TIMEOUT,
+) -> Lock:
+    """Like :func:`update_lock`, with updates computed from the current lock, under the lock.
+
+    Use it when a new entry derives from the existing one (e.g. adding a compilation job to
+    an entry): reading the lock first and calling :func:`update_lock` later would overwrite
+    an entry another process changed in between.
+
+    Args:
+        path: The lock file.
+        change: Called once with the current lock (while the file lock is held); returns
+            model name -> new entry, or None to remove the model.
+        timeout: Seconds to wait for another update to finish.
+
+    Returns:
+        The lock as written.
+
+    Raises:
+        InvalidLockError: the existing lock is invalid (it is not overwritten).
+        LockError: the file lock was not acquired in time, or the write failed.
+    """
     path = Path(path)
     with _locked(path, timeout):
         current = read_lock(path)
         models = dict(current.models)
-        for name, entry in updates.items():
+        for name, entry in change(current).items():
             if entry is None:
                 models.pop(name, None)
             else:

@@ -34,7 +34,17 @@ CHILD = textwrap.dedent(
 
     path, mode, tag, count, files = Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
     print("ready", flush=True)
-    if mode == "add":      # add `count` models of its own, one update each
+    if mode == "jobs":     # add one job per step to the shared model, derived from the current entry
+        from dataclasses import replace
+        from neobuild.lockfile import JobRecord, modify_lock
+        for k in range(count):
+            def change(lock, k=k):
+                e = lock.models["shared"]
+                job = JobRecord(name=f"{tag}-{k}", arn=None, status="COMPLETED", output=None,
+                                inference_image=None, artifact_digest=None, failure_reason=None)
+                return {"shared": replace(e, jobs={**e.jobs, f"{tag}-{k}": job})}
+            modify_lock(path, change)
+    elif mode == "add":    # add `count` models of its own, one update each
         for k in range(count):
             update_lock(path, {f"{tag}-{k}": entry(f"{tag}-{k}", k, files)})
     else:                  # loop forever rewriting models, until killed
@@ -96,3 +106,18 @@ def test_kill_9_at_random_moments_always_leaves_a_lock_that_parses(
     # The next real write sweeps the temp files killed writers left behind.
     update_lock(path, {"m-0": None, "m-1": None, "m-2": None, "m-3": None, "m-4": None})
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_modify_lock_derives_each_change_from_the_latest_entry(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    path = tmp_path / LOCK_NAME
+    seed = start(repo_root, path, "add", "shared", 1, 3)
+    assert seed.wait(timeout=60) == 0
+    entry = read_lock(path).models["shared-0"]
+    update_lock(path, {"shared": entry, "shared-0": None})
+    procs = [start(repo_root, path, "jobs", f"p{i}", 10, 0) for i in range(3)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0
+    jobs = read_lock(path).models["shared"].jobs
+    assert sorted(jobs) == sorted(f"p{i}-{k}" for i in range(3) for k in range(10))
