@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 ENTRY_NAME = "entry.json"
 ENTRY_FORMAT = 1
+#: Work directories go under ``<build_dir>/.staging/``, like the build's own.
+STAGING = ".staging"
 _ARCHIVE = "model.tar.gz"
 _EXPORT = "export"
 _HEX = re.compile(r"[0-9a-f]{16,128}")
@@ -265,8 +267,8 @@ class BuildCache:
             return None
         if raw is None:
             return None
-        dest_dir.parent.mkdir(parents=True, exist_ok=True)
-        staging = dest_dir.parent / f".{dest_dir.name}.cache-{uuid.uuid4().hex[:12]}"
+        (dest_dir.parent / STAGING).mkdir(parents=True, exist_ok=True)
+        staging = dest_dir.parent / STAGING / f"{dest_dir.name}-cache-{uuid.uuid4().hex[:12]}"
         try:
             entry = self._restore(key, raw, fingerprint, model, staging)
         except _Corrupt as exc:
@@ -409,7 +411,7 @@ class BuildCache:
             and p != archive
             and p.relative_to(model_dir).parts[0] != _EXPORT
         )
-        staging = model_dir.parent / f".{model_dir.name}.cache-out-{uuid.uuid4().hex[:12]}"
+        staging = model_dir.parent / STAGING / f"{model_dir.name}-cache-out-{uuid.uuid4().hex[:12]}"
         staging.mkdir(parents=True)
         try:
             info = pack(model_dir, rels, staging / "outputs.tar.gz")
@@ -465,7 +467,7 @@ def _extract(archive: Path, dest: Path, wanted: set[str]) -> None:
 
 def _swap(staging: Path, final: Path) -> None:
     """Replace ``final`` by ``staging`` (two renames; the old tree is removed after)."""
-    old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:12]}"
+    old = final.parent / STAGING / f"{final.name}-old-{uuid.uuid4().hex[:12]}"
     if final.exists():
         os.replace(final, old)
     os.replace(staging, final)

@@ -202,3 +202,16 @@ def test_unreachable_endpoint(moto_env: str, monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(AwsError, match="could not reach AWS") as err:
         aws.connect().find_compilation_job("x")
     assert err.value.hint and "AWS_ENDPOINT_URL" in err.value.hint
+
+
+def test_large_files_go_through_the_transfer_manager(
+    moto_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aws, "SINGLE_PUT_LIMIT", 10)
+    boto3.client("s3").create_bucket(Bucket="neo-bucket")
+    path, digest = _archive(tmp_path, b"x" * 1000)
+    client = aws.connect()
+    uri = "s3://neo-bucket/in/big.tar.gz"
+    assert client.upload_file(path, uri, sha256=digest).uploaded
+    assert client.require_object(uri, sha256=digest).size == 1000
+    assert not client.upload_file(path, uri, sha256=digest).uploaded

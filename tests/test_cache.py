@@ -128,6 +128,15 @@ def tree(directory: Path) -> dict[str, bytes]:
     }
 
 
+def leftovers(build_dir: Path) -> list[str]:
+    """Work files left behind (hidden entries, or anything in .staging/)."""
+    hidden = [
+        p.name for p in build_dir.iterdir() if p.name.startswith(".") and p.name != ".staging"
+    ]
+    staging = build_dir / ".staging"
+    return hidden + ([p.name for p in staging.iterdir()] if staging.exists() else [])
+
+
 def push_pull(tmp_path: Path, settings: CacheSettings) -> tuple[Manifest, Manifest, list[str]]:
     a, model = make_clone(tmp_path / "clone-a", settings)
     b, _ = make_clone(tmp_path / "clone-b", settings)
@@ -169,7 +178,7 @@ def test_file_cache_push_and_pull(tmp_path: Path) -> None:
         and names[1].startswith("model-")
         and names[2].startswith("outputs-")
     )
-    assert not [p for p in (b.build_dir).iterdir() if p.name.startswith(".")]  # no staging left
+    assert leftovers(b.build_dir) == []
 
 
 def test_miss_and_wrong_model(tmp_path: Path) -> None:
@@ -211,7 +220,7 @@ def test_corrupt_entry_is_discarded(tmp_path: Path, victim: str) -> None:
     assert len(warnings) == 1 and "corrupt" in warnings[0] and "discarded" in warnings[0]
     assert tree(b.build_dir / "cnn") == {"keep.txt": b"old"}
     assert not (folder / "entry.json").exists()  # the next build stores a good one
-    assert not [p for p in b.build_dir.iterdir() if p.name.startswith(".")]
+    assert leftovers(b.build_dir) == []
     assert cache.save(a, model, entry, settings=settings)
     assert cache.restore(b, model, FINGERPRINT, b.root / "neo.lock", settings=settings)
     check_same(a, b)
