@@ -438,3 +438,20 @@ def test_modes_of_private_files_do_not_leak(tmp_path: Path) -> None:
     info = pack(tmp_path / "e", ["model.pth"], tmp_path / "a.tar.gz")
     with tarfile.open(info.path) as tar:
         assert stat.S_IMODE(tar.getmember("model.pth").mode) == 0o644
+
+
+def test_long_and_non_ascii_names_get_a_path_header_and_nothing_else(tmp_path: Path) -> None:
+    long_dir = "d" * 60 + "/" + "e" * 60
+    names = [f"{long_dir}/weights.bin", "modèle.pth"]
+    for name in names:
+        path = tmp_path / "e" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(name.encode())
+    info = pack(tmp_path / "e", names, tmp_path / "a.tar.gz")
+    again = pack(tmp_path / "e", names, tmp_path / "b.tar.gz")
+    assert info.sha256 == again.sha256
+    with tarfile.open(info.path) as tar:
+        headers = {m.name: m.pax_headers for m in tar.getmembers()}
+    assert headers[f"{long_dir}/weights.bin"] == {"path": f"{long_dir}/weights.bin"}
+    assert headers["modèle.pth"] == {"path": "modèle.pth"}
+    assert read_members(info.path) == sorted(["d" * 60 + "/", long_dir + "/", *names])
