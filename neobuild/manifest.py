@@ -1424,8 +1424,8 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
                 return None
         for probe, existed in record["probes"].items():
             kind, rel = probe.split(":", 1)
-            target = root / rel
-            if (target.is_file() if kind == "f" else target.is_dir()) != existed:
+            target = os.path.join(root, rel)  # plain strings: a thousand stats stay cheap
+            if (os.path.isfile(target) if kind == "f" else os.path.isdir(target)) != existed:
                 return None
         return _decode_manifest(record["result"], path, root)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
@@ -1438,10 +1438,22 @@ def _encode_position(pos: Position | None, root: Path) -> list[Any] | None:
     return [pos.file.relative_to(root).as_posix(), pos.line, pos.col]
 
 
-def _decode_position(data: Any, root: Path) -> Position | None:
+class _Files(dict[str, Path]):
+    """Repo-relative name -> absolute Path, built once per file (positions share them)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, rel: str) -> Path:
+        path = self[rel] = self.root / rel
+        return path
+
+
+def _decode_position(data: Any, files: _Files) -> Position | None:
     if data is None:
         return None
-    return Position(root / data[0], int(data[1]), int(data[2]))
+    return Position(files[data[0]], int(data[1]), int(data[2]))
 
 
 def _encode_manifest(manifest: Manifest, root: Path) -> dict[str, Any]:
@@ -1468,9 +1480,10 @@ def _encode_manifest(manifest: Manifest, root: Path) -> dict[str, Any]:
 
 
 def _decode_manifest(data: Mapping[str, Any], path: Path, root: Path) -> Manifest:
+    files = _Files(root)
     models = {}
     for m in data["models"]:
-        model = _decode_model(m, root)
+        model = _decode_model(m, files)
         models[model.name] = model
     cache = data["cache"]
     return Manifest(
@@ -1496,7 +1509,7 @@ def _decode_manifest(data: Mapping[str, Any], path: Path, root: Path) -> Manifes
     )
 
 
-def _decode_model(m: Mapping[str, Any], root: Path) -> Model:
+def _decode_model(m: Mapping[str, Any], files: _Files) -> Model:
     inputs = m["inputs"]
     compile_ = m["compile"]
     vpc = compile_["vpc"]
@@ -1515,7 +1528,7 @@ def _decode_model(m: Mapping[str, Any], root: Path) -> Model:
                 device=t["device"],
                 platform=Platform(**t["platform"]) if t["platform"] else None,
                 compiler_options=t["compiler_options"],
-                position=_decode_position(t["position"], root),
+                position=_decode_position(t["position"], files),
             )
             for t in m["targets"]
         ),
@@ -1538,5 +1551,5 @@ def _decode_model(m: Mapping[str, Any], root: Path) -> Model:
         ),
         templates_dir=m["templates_dir"],
         smoke=m["smoke"],
-        position=_decode_position(m["position"], root),
+        position=_decode_position(m["position"], files),
     )
