@@ -1416,7 +1416,7 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
         includes: list[str] = []
         for pattern in record["include_patterns"]:
             rel = posixpath.normpath(pattern)
-            includes.extend(p.relative_to(root).as_posix() for p in _expand(root, rel))
+            includes.extend(p.relative_to(root).as_posix() for p in _expand(root, rel) if p != path)
         if sorted(set(includes)) != sorted(rel for rel, _ in record["includes"]):
             return None
         for rel, digest in record["includes"]:

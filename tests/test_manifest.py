@@ -680,3 +680,20 @@ def test_yaml_errors_in_included_files_are_positioned_there(repo: Path) -> None:
         ),
         (repo / "t/c.yaml", 1, 1, "the manifest must be a mapping, got a list"),
     ]
+
+
+def test_a_glob_that_matches_the_top_level_file_still_caches(repo: Path) -> None:
+    write(
+        repo,
+        {
+            "neo.yaml": "version: 1\ninclude: ['**/neo.yaml']\nmodels: {}\n",
+            "teams/t/neo.yaml": "models:\n  b: {framework: xgboost, export: "
+            "'../../models/b/export.py:export', targets: [ml_c5]}\n",
+        },
+    )
+    first = manifest.load(repo / "neo.yaml")
+    assert first.files == (repo / "neo.yaml", repo / "teams/t/neo.yaml")
+    record = json.loads(_cache_file(repo).read_text())
+    record["result"]["models"][0]["timeout"] = 77
+    _cache_file(repo).write_text(json.dumps(record))
+    assert manifest.load(repo / "neo.yaml").models["b"].timeout == 77
