@@ -215,3 +215,15 @@ def test_large_files_go_through_the_transfer_manager(
     assert client.upload_file(path, uri, sha256=digest).uploaded
     assert client.require_object(uri, sha256=digest).size == 1000
     assert not client.upload_file(path, uri, sha256=digest).uploaded
+
+
+def test_importing_neobuild_does_not_import_boto3() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, neobuild.cli, neobuild.aws, neobuild.compile, neobuild.cache, neobuild.reports;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
