@@ -19,6 +19,7 @@ on a hit only the files the result depends on are stat'ed again.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
@@ -168,8 +169,6 @@ def _with_env(manifest: Manifest) -> Manifest:
 
 
 def _replace(manifest: Manifest, **changes: Any) -> Manifest:
-    import dataclasses
-
     return dataclasses.replace(manifest, **changes)
 
 
@@ -346,6 +345,7 @@ class _Validator:
     probes: dict[str, bool] = field(default_factory=dict)  # "f:rel"/"d:rel" -> existed
     include_patterns: list[str] = field(default_factory=list)
     _seen: set[tuple[Any, ...]] = field(default_factory=set)
+    _shared: dict[tuple[Any, ...], list[str]] = field(default_factory=dict)
 
     # ---- reporting -------------------------------------------------------------------
 
@@ -366,6 +366,14 @@ class _Validator:
         if key in self._seen:
             return
         self._seen.add(key)
+        inherited = shown is not None and shown[:2] != path[:2]  # written in a defaults block
+        if inherited and shown is not None:
+            # One value in defaults, many models: report it once, naming the others.
+            shared = (doc.index, line, col, message, severity)
+            if shared in self._shared:
+                self._shared[shared].append(str(shown[1]))
+                return
+            self._shared[shared] = []
         self.problems.append(
             Problem(
                 message,
@@ -403,8 +411,18 @@ class _Validator:
 
     def sorted_problems(self) -> list[Problem]:
         order = {doc.path: doc.index for doc in self.docs}
+        problems = []
+        for p in self.problems:
+            key = (order.get(p.file, -1) if p.file else -1, p.line, p.col, p.message, p.severity)
+            others = self._shared.get(key)
+            if others:
+                names = ", ".join(others[:3]) + (
+                    f" and {len(others) - 3} more" if len(others) > 3 else ""
+                )
+                p = dataclasses.replace(p, message=f"{p.message} (also in models {names})")
+            problems.append(p)
         return sorted(
-            self.problems,
+            problems,
             key=lambda p: (order.get(p.file, -1) if p.file else -1, p.line, p.col, p.path),
         )
 

@@ -444,17 +444,49 @@ def test_pytorch_2_may_omit_inputs_only_for_cloud_targets(repo: Path) -> None:
 
 def test_one_problem_in_defaults_is_reported_once(repo: Path) -> None:
     models = "".join(
-        f"  m{i}: {{framework: xgboost, export: 'models/a/export.py:export'}}\n" for i in range(5)
+        f"  m{i}: {{framework: xgboost, export: 'models/a/export.py:export'}}\n" for i in range(6)
     )
     write(repo, {"neo.yaml": f"version: 1\ndefaults:\n  targets: [ml_c55]\nmodels:\n{models}"})
     _, problems = manifest.check(repo / "neo.yaml", use_cache=False)
-    # one position, so one problem per model would repeat itself: the first model names it
     assert [(p.line, p.col, p.path, p.message) for p in problems] == [
-        (3, 13, "models.m0.targets[0]", "unknown target device 'ml_c55'"),
-        (3, 13, "models.m1.targets[0]", "unknown target device 'ml_c55'"),
-        (3, 13, "models.m2.targets[0]", "unknown target device 'ml_c55'"),
-        (3, 13, "models.m3.targets[0]", "unknown target device 'ml_c55'"),
-        (3, 13, "models.m4.targets[0]", "unknown target device 'ml_c55'"),
+        (
+            3,
+            13,
+            "models.m0.targets[0]",
+            "unknown target device 'ml_c55' (also in models m1, m2, m3 and 2 more)",
+        ),
+    ]
+
+
+def test_a_rule_broken_by_one_model_names_it(repo: Path) -> None:
+    write(
+        repo,
+        {
+            "neo.yaml": """\
+            version: 1
+            defaults:
+              targets: [ml_c5]
+            models:
+              a: {framework: xgboost, export: 'models/a/export.py:export'}
+              b: {framework: tflite, export: 'models/a/export.py:export', inputs: {x: [1, 8, 8, 3]}}
+              c: {framework: darknet, export: 'models/a/export.py:export', inputs: {x: [1, 3, 8, 8]}}
+            """
+        },
+    )
+    _, problems = manifest.check(repo / "neo.yaml", use_cache=False)
+    assert [(p.line, p.col, p.path, p.message) for p in problems] == [
+        (
+            3,
+            13,
+            "models.b.targets[0]",
+            "tflite compiles only for edge targets; ml_c5 is a cloud instance",
+        ),
+        (
+            3,
+            13,
+            "models.c.targets[0]",
+            "darknet compiles only for edge targets; ml_c5 is a cloud instance",
+        ),
     ]
 
 
