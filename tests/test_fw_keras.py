@@ -174,11 +174,12 @@ def test_weights_only_file_is_rejected(tmp_path: Path) -> None:
     assert "without a 'model_config' attribute" in problem and "save_weights" in problem
 
 
-def test_other_files_are_left_out_with_a_warning(copy: Path) -> None:
-    (copy / "notes.txt").write_text("hello")
+def test_other_files_are_archived_with_a_warning(copy: Path) -> None:
+    # e.g. a CoreML class_labels file must reach Neo inside the archive
+    (copy / "labels.txt").write_text("cat\ndog\n")
     artifacts = ADAPTER.check(copy, GOOD)
-    assert artifacts.files == ("model.h5",)
-    assert any(w.startswith("notes.txt: not a Keras model file") for w in artifacts.warnings)
+    assert artifacts.files == ("labels.txt", "model.h5")
+    assert any(w.startswith("labels.txt: not part of the Keras model") for w in artifacts.warnings)
 
 
 def test_keras2_functional_config(tmp_path: Path) -> None:

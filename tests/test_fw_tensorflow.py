@@ -124,8 +124,16 @@ def test_real_saved_model_is_accepted(copy: Path) -> None:
 
 
 def test_fingerprint_is_left_out_even_without_normalize(copy: Path) -> None:
+    (copy / "assets").mkdir(exist_ok=True)
+    (copy / "assets" / "vocab.txt").write_text("a\nb\n")
+    (copy / "README.md").write_text("tiny cnn")
     artifacts = ADAPTER.check(copy, GOOD)
     assert "fingerprint.pb" not in artifacts.files
+    assert {"assets/vocab.txt", "README.md"} <= set(artifacts.files)
+    assert any(
+        w.startswith("README.md: not part of the TensorFlow SavedModel") for w in artifacts.warnings
+    )
+    assert not any(w.startswith("assets/") for w in artifacts.warnings)
 
 
 def test_example_export_is_deterministic_after_normalize(tmp_path: Path) -> None:

@@ -269,10 +269,10 @@ class KerasAdapter:
                         ' Keras model"); if it does, export a TensorFlow SavedModel instead'
                     )
             warnings += [
-                f"{f}: not a Keras model file; left out of the archive" for f in files if f != h5
+                f"{f}: not part of the Keras model; archived as is" for f in files if f != h5
             ]
         raise_problems(model, export_dir, problems, hint=_HINT)
-        return Artifacts(files=tuple(h5_files), inputs=found_inputs, warnings=tuple(warnings))
+        return Artifacts(files=files, inputs=found_inputs, warnings=tuple(warnings))
 
 
 ADAPTER = KerasAdapter()

@@ -227,13 +227,13 @@ class TensorFlowAdapter:
                 )
                 warnings += self._version_warnings(graph, read, model)
             warnings += [
-                f"{f}: not part of a TensorFlow {kind}; left out of the archive"
+                f"{f}: not part of the TensorFlow {kind}; archived as is"
                 for f in files
                 if f not in keep
             ]
         raise_problems(model, export_dir, problems, hint=_HINT)
         return Artifacts(
-            files=tuple(sorted(keep)),
+            files=files,
             inputs={
                 name: tuple(-1 if d is None else d for d in sig.shape)
                 for name, sig in found.items()

@@ -175,11 +175,11 @@ class TFLiteAdapter:
                         " converting it"
                     )
             warnings += [
-                f"{f}: not a TFLite model file; left out of the archive" for f in files if f != path
+                f"{f}: not part of the TFLite model; archived as is" for f in files if f != path
             ]
         raise_problems(model, export_dir, problems, hint=_HINT)
         return Artifacts(
-            files=tuple(candidates),
+            files=files,
             inputs={k: tuple(-1 if d is None else d for d in v) for k, v in found.items()},
             warnings=tuple(warnings),
         )
