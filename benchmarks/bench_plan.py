@@ -77,15 +77,16 @@ def _digest(data: bytes) -> str:
 
 
 def _templates_hash(manifest: object) -> Callable[[object], str] | str:
+    """The templates hash the CLI uses (``build._templates_hash``), so the lock matches it."""
     try:
-        from neobuild import render
+        from neobuild import build
 
-        fn = getattr(render, "templates_hash_for", None)
-        if fn is not None:
-            return lambda model: str(fn(manifest, model))
-    except ImportError:
+        return str(build._templates_hash(manifest))  # type: ignore[arg-type]
+    except (ImportError, AttributeError):
         pass
-    return ""
+    from neobuild import render
+
+    return lambda model: str(render.templates_hash_for(manifest, model))  # type: ignore[arg-type]
 
 
 def fake_build(root: Path) -> None:
@@ -251,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_results(rows: list[tuple[str, str, str]], notes: list[str], n: int, repeat: int) -> None:
     """Replace (or append) the plan section of RESULTS.md, leaving other sections alone."""
-    machine = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    machine = (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, load average {load} at the end"
+    )
     body = [
         SECTION,
         "",
