@@ -50,6 +50,10 @@ def _link_export(export_dir: Path, model_dir: Path) -> None:
     """Make ``model_dir`` look like the unpacked archive, without copying large files."""
     model_dir.mkdir()
     for entry in sorted(export_dir.iterdir()):
+        if entry.name == "code":  # the rendered scripts go in here: never write through a link
+            if entry.is_dir():
+                shutil.copytree(entry, model_dir / "code")
+            continue
         try:
             os.symlink(entry.resolve(), model_dir / entry.name, target_is_directory=entry.is_dir())
         except OSError:  # no symlinks here (Windows without privilege): copy

@@ -306,3 +306,22 @@ def test_darknet_is_skipped_with_a_reason(tmp_path: Path) -> None:
         log_path=tmp_path / "smoke.log",
     )
     assert result.startswith("skipped: ") and "Darknet" in result
+
+
+def test_an_exported_code_dir_is_not_written_through(
+    exports: dict[str, Path], tmp_path: Path
+) -> None:
+    export_dir = tmp_path / "export"
+    shutil.copytree(exports["onnx"], export_dir)
+    (export_dir / "code").mkdir()
+    (export_dir / "code" / "helper.py").write_text("X = 1\n")
+    model = _model("onnx-code", "onnx", _dict(input=(1, 4)))
+    result = smoke_test(
+        _manifest(tmp_path, model),
+        model,
+        export_dir=export_dir,
+        python=PYTHON,
+        log_path=tmp_path / "log",
+    )
+    assert result == PASSED
+    assert sorted(p.name for p in (export_dir / "code").iterdir()) == ["helper.py"]
