@@ -135,6 +135,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _manifest_parts(data: Mapping[str, Any]) -> tuple[str, str]:
+    """``manifest`` and ``fields`` with one ``json.dumps`` per field.
+
+    The entry's canonical JSON is assembled from the per-field pieces; it equals
+    ``json.dumps(data, sort_keys=True, separators=(",", ":"))`` because field names
+    are plain identifiers (the tests check it against ``Model.canonical_json``).
+    """
+    pieces = []
+    short = []
+    for key in sorted(data):
+        text = _canonical(data[key])
+        pieces.append(f'"{key}":{text}')
+        short.append(f"{key}={hashlib.sha256(text.encode()).hexdigest()[:8]}")
+    return _sha(("{" + ",".join(pieces) + "}").encode()), " ".join(short)
+
+
 def field_hashes(data: Mapping[str, Any]) -> str:
     """The ``fields`` detail: ``name=<8 hex>`` per top-level field, sorted, space-separated."""
     return " ".join(
@@ -340,9 +356,7 @@ def fingerprint(
         index = SourceIndex(root, build_dir=manifest.build_dir)
     parts: dict[str, str] = {}
 
-    data = model_json(model)
-    parts["manifest"] = manifest_hash(model, data)
-    parts[FIELDS_PART] = field_hashes(data)
+    parts["manifest"], parts[FIELDS_PART] = _manifest_parts(model_json(model))
 
     lines: list[str] = []
     for path, st in sorted(source_files(model, index).items()):

@@ -219,5 +219,8 @@ def test_model_json_matches_model_to_json() -> None:
         manifest_hash(model)
         == "sha256:" + __import__("hashlib").sha256(model.canonical_json().encode()).hexdigest()
     )
+    from neobuild.fingerprint import _manifest_parts
+
+    assert _manifest_parts(model.to_json()) == (manifest_hash(model), field_hashes(model.to_json()))
     fields = parse_field_hashes(field_hashes(model.to_json()))
     assert set(fields) == set(model.to_json()) and all(len(v) == 8 for v in fields.values())
