@@ -10,6 +10,9 @@ same files must give the same bytes on any machine, on any day:
   non-ASCII path or a file over 8 GiB, and never carries a time;
 * gzip header with mtime 0, no file name, OS byte 255 ("unknown").
 
+The tar headers are written by this module (Python's ``tarfile`` output has changed between
+releases), so the bytes do not depend on the Python version; ``tarfile`` only reads.
+
 Packing is one streaming pass: tar -> deflate -> a writer that hashes the compressed bytes
 and writes them to a temporary file beside the destination, renamed into place at the end
 (:mod:`neobuild.atomic`). Memory stays flat whatever the size of the weights.
@@ -26,7 +29,6 @@ and an archive must not write outside the directory it is extracted in.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import posixpath
 import stat
@@ -148,15 +150,14 @@ def _raw_deflate(use_isal: bool) -> tuple[_Compressor, Callable[[bytes, int], in
     return zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15), zlib.crc32
 
 
-class _GzipHashWriter(io.RawIOBase):
-    """A write-only stream: gzip-compresses what it gets, hashes and writes the output.
+class _GzipHashWriter:
+    """Gzip-compresses what it gets, then hashes and writes the compressed bytes.
 
     The gzip framing is written here rather than by ``gzip.GzipFile`` so that every header
     byte is fixed (no file name, mtime 0, OS unknown) whichever deflate library runs.
     """
 
     def __init__(self, sink: BinaryIO, *, use_isal: bool = True) -> None:
-        super().__init__()
         self._sink = sink
         self._deflate, self._crc32 = _raw_deflate(use_isal)
         self._crc = 0
@@ -171,18 +172,15 @@ class _GzipHashWriter(io.RawIOBase):
             self._sink.write(data)
             self.compressed_size += len(data)
 
-    def writable(self) -> bool:
-        return True
-
     def tell(self) -> int:
+        """Uncompressed bytes written so far."""
         return self._isize
 
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        chunk = bytes(data)
-        self._crc = self._crc32(chunk, self._crc)
-        self._isize += len(chunk)
-        self._emit(self._deflate.compress(chunk))
-        return len(chunk)
+    def write(self, data: bytes) -> None:
+        """Compress and write ``data``."""
+        self._crc = self._crc32(data, self._crc)
+        self._isize += len(data)
+        self._emit(self._deflate.compress(data))
 
     def finish(self) -> None:
         """Flush the deflate stream and write the gzip trailer (crc32, size mod 2**32)."""
@@ -190,9 +188,17 @@ class _GzipHashWriter(io.RawIOBase):
         self._emit(struct.pack("<II", self._crc & 0xFFFFFFFF, self._isize & 0xFFFFFFFF))
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes from the file system (surrogates)
+        return False
+    return True
+
+
 def _check_member_path(name: str, *, what: str) -> str:
     """Return ``name`` if it is a clean relative posix path, else raise PackageError."""
-    if not name or name != name.strip() or "\\" in name or "\x00" in name:
+    if not name or name != name.strip() or "\\" in name or "\x00" in name or not _utf8(name):
         raise PackageError(f"{what} {name!r}: not a usable archive path", hint=_HINT_EXPORT)
     if name.startswith("/") or _is_drive_path(name):
         raise PackageError(
@@ -252,17 +258,90 @@ def _check_parents(export_dir: Path, name: str) -> None:
             )
 
 
-def _tarinfo(
+# --------------------------------------------------------------------------- tar headers
+# The tar stream is written here, not by ``tarfile``: tarfile's header bytes have changed
+# between Python releases (device fields in 3.9, bpo-18819; zeroed ustar fields, bpo-45863),
+# and an archive hash in neo.lock must not depend on the Python that built it. The layout
+# is POSIX ustar with pax extended headers (IEEE Std 1003.1-2017, "pax" format), field by
+# field what Python 3.11's tarfile writes in PAX_FORMAT; tarfile is only used to read.
+
+_BLOCK = 512
+_RECORD = 20 * _BLOCK  # archives are padded to a whole record, like tar and tarfile
+_USTAR_MAGIC = b"ustar\x0000"
+_PAX_NAME = "././@PaxHeader"
+_MAX_SIZE = 8**11 - 1  # the largest size the 12-byte octal field holds (8 GiB - 1)
+
+
+def _field(text: str, length: int) -> bytes:
+    data = text.encode("ascii", "replace")[:length]
+    return data + b"\0" * (length - len(data))
+
+
+def _octal(value: int, length: int) -> bytes:
+    return b"%0*o\0" % (length - 1, value)
+
+
+def _header(name: str, *, size: int, mode: int, kind: bytes) -> bytes:
+    """One 512-byte ustar header; uid/gid 0, no user or group names, mtime 0."""
+    block = b"".join(
+        [
+            _field(name, 100),
+            _octal(mode, 8),
+            _octal(0, 8),  # uid
+            _octal(0, 8),  # gid
+            _octal(size, 12),
+            _octal(0, 12),  # mtime
+            b" " * 8,  # checksum, computed below with this field as spaces
+            kind,
+            _field("", 100),  # linkname
+            _USTAR_MAGIC,
+            _field("", 32),  # uname
+            _field("", 32),  # gname
+            _field("", 8),  # devmajor: only set for devices
+            _field("", 8),  # devminor
+            _field("", 155),  # prefix: unused, long names go in a pax header
+        ]
+    ).ljust(_BLOCK, b"\0")
+    checksum = b"%06o\0" % sum(block)
+    return block[:148] + checksum + block[155:]
+
+
+def _pax_records(records: list[tuple[str, str]]) -> bytes:
+    """pax ``"<len> <key>=<value>\\n"`` records; <len> counts the whole record, itself too."""
+    out = b""
+    for key, value in records:
+        body = b" " + key.encode("utf-8") + b"=" + value.encode("utf-8") + b"\n"
+        length = len(body)
+        while len(str(length)) + len(body) != length:
+            length = len(str(length)) + len(body)
+        out += str(length).encode("ascii") + body
+    return out
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % _BLOCK)
+
+
+def _member_header(
     name: str, *, size: int = 0, mode: int = FILE_MODE, is_dir: bool = False
-) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
-    info.size = 0 if is_dir else size
-    info.mode = DIR_MODE if is_dir else mode
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
+) -> bytes:
+    """The header block(s) of one member: a pax header first when the ustar fields cannot
+    hold the name (over 100 bytes, or not ASCII) or the size (8 GiB and more)."""
+    if is_dir:
+        name, mode, size, kind = name + "/", DIR_MODE, 0, b"5"
+    else:
+        kind = b"0"
+    records: list[tuple[str, str]] = []
+    if len(name) > 100 or not name.isascii():
+        records.append(("path", name))
+    if size > _MAX_SIZE:
+        records.append(("size", str(size)))
+    ustar = _header(name, size=0 if size > _MAX_SIZE else size, mode=mode, kind=kind)
+    if not records:
+        return ustar
+    payload = _pax_records(records)
+    pax = _header(_PAX_NAME, size=len(payload), mode=0, kind=b"x")
+    return pax + payload + _padding(len(payload)) + ustar
 
 
 @dataclass(frozen=True)
@@ -316,20 +395,7 @@ def _entries(export_dir: Path, files: Sequence[str], extra: Mapping[str, bytes])
     return sorted(entries.values(), key=lambda e: e.member)
 
 
-class _HashingReader:
-    """A read-only view of a stream that hashes what is read through it."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self.digest = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._stream.read(size)
-        self.digest.update(data)
-        return data
-
-
-def _add_file(tar: tarfile.TarFile, entry: _Entry) -> tuple[int, str]:
+def _add_file(out: _GzipHashWriter, entry: _Entry) -> tuple[int, str]:
     """Add one exported file (checked again on the open descriptor); its size and hash."""
     assert entry.source is not None
     path = entry.source
@@ -357,17 +423,23 @@ def _add_file(tar: tarfile.TarFile, entry: _Entry) -> tuple[int, str]:
                 hint="write a copy instead of a link",
             )
         os.set_blocking(fd, True)
+        size = st.st_size
         mode = EXEC_MODE if st.st_mode & 0o111 else FILE_MODE
-        info = _tarinfo(entry.name, size=st.st_size, mode=mode)
-        reader = _HashingReader(stream)
-        try:
-            tar.addfile(info, reader)
-        except OSError as exc:  # the file shrank while it was read, or an I/O error
-            raise PackageError(
-                f"{path}: could not be read completely ({exc}); was it modified while packing?",
-                hint="run the build again",
-            ) from exc
-    return info.size, "sha256:" + reader.digest.hexdigest()
+        out.write(_member_header(entry.name, size=size, mode=mode))
+        digest = hashlib.sha256()
+        left = size
+        while left:
+            block = stream.read(min(BLOCK_SIZE, left))
+            if not block:  # the file shrank since fstat
+                raise PackageError(
+                    f"{path}: ended {left} bytes early; was it modified while packing?",
+                    hint="run the build again",
+                )
+            digest.update(block)
+            out.write(block)
+            left -= len(block)
+        out.write(_padding(size))
+    return size, "sha256:" + digest.hexdigest()
 
 
 def pack(
@@ -406,23 +478,17 @@ def pack(
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(dest) as sink:
             writer = _GzipHashWriter(sink, use_isal=use_isal)
-            tar = tarfile.TarFile(
-                fileobj=writer,
-                mode="w",
-                format=tarfile.PAX_FORMAT,
-                encoding="utf-8",
-                copybufsize=BLOCK_SIZE,
-            )
             for entry in entries:
                 if entry.is_dir:
-                    tar.addfile(_tarinfo(entry.name, is_dir=True))
+                    writer.write(_member_header(entry.name, is_dir=True))
                 elif entry.data is not None:
-                    info = _tarinfo(entry.name, size=len(entry.data))
-                    tar.addfile(info, io.BytesIO(entry.data))
+                    writer.write(_member_header(entry.name, size=len(entry.data)))
+                    writer.write(entry.data + _padding(len(entry.data)))
                     sizes[entry.name], hashes[entry.name] = len(entry.data), hash_bytes(entry.data)
                 else:
-                    sizes[entry.name], hashes[entry.name] = _add_file(tar, entry)
-            tar.close()
+                    sizes[entry.name], hashes[entry.name] = _add_file(writer, entry)
+            writer.write(b"\0" * (2 * _BLOCK))  # end-of-archive marker
+            writer.write(b"\0" * (-writer.tell() % _RECORD))
             writer.finish()
     except PackageError:
         raise

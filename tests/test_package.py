@@ -455,3 +455,39 @@ def test_long_and_non_ascii_names_get_a_path_header_and_nothing_else(tmp_path: P
     assert headers[f"{long_dir}/weights.bin"] == {"path": f"{long_dir}/weights.bin"}
     assert headers["modèle.pth"] == {"path": "modèle.pth"}
     assert read_members(info.path) == sorted(["d" * 60 + "/", long_dir + "/", *names])
+
+
+def test_sizes_of_8_gib_and_more_go_in_a_pax_size_record() -> None:
+    from neobuild.package import _member_header
+
+    for size, pax in (
+        (8**11 - 1, {}),
+        (8**11, {"size": str(8**11)}),
+        (2**40, {"size": str(2**40)}),
+    ):
+        header = _member_header("big.bin", size=size)
+        with tarfile.open(fileobj=io.BytesIO(header + bytes(1024)), mode="r:") as tar:
+            first = tar.firstmember
+            assert first is not None
+            assert (first.name, first.size, first.pax_headers) == ("big.bin", size, pax)
+
+
+# The tar stream is neobuild's own code: its bytes must not change unless the format is
+# changed on purpose (they did not when tarfile was replaced: same bytes as Python 3.11's
+# tarfile). The compressed bytes also depend on the deflate library: a change there means
+# every archive hash in every neo.lock changes, which must be a deliberate upgrade.
+GOLDEN_TAR = "sha256:98e17120380aed6a91c82aef01583935de1eabf203966cbc70b656fb26ce49d5"
+GOLDEN_ISAL = "sha256:566192998e77bbea1b31d22f59be8b70c70b3532dc77eee09cf784acb213d822"
+
+
+def test_golden_bytes(archive: ArchiveInfo) -> None:
+    from neobuild.package import COMPRESSOR
+
+    with gzip.open(archive.path) as stream:
+        assert hash_bytes(stream.read()) == GOLDEN_TAR
+    if COMPRESSOR != "isal-1":
+        pytest.skip(f"golden archive hash is for isal-1, not {COMPRESSOR}")
+    assert archive.sha256 == GOLDEN_ISAL, (
+        "the isal deflate output changed: every archive hash in neo.lock files changes with "
+        "it; if this is a deliberate isal upgrade, update GOLDEN_ISAL and say so in the changelog"
+    )
