@@ -18,6 +18,7 @@ import base64
 import functools
 import hashlib
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -313,6 +314,8 @@ class Aws:
             read_timeout=60,
         )
         self._clients: dict[str, Any] = {}
+        # boto3 clients are thread-safe, creating them from one Session is not.
+        self._lock = threading.Lock()
 
     @property
     def region(self) -> str | None:
@@ -321,11 +324,12 @@ class Aws:
         return str(region) if region else None
 
     def client(self, service: str) -> Any:
-        """The (cached) boto3 client for ``service``."""
-        if service not in self._clients:
-            with aws_errors(f"creating the {service} client"):
-                self._clients[service] = self._session.client(service, config=self._config)
-        return self._clients[service]
+        """The (cached) boto3 client for ``service``; safe to call from several threads."""
+        with self._lock:
+            if service not in self._clients:
+                with aws_errors(f"creating the {service} client"):
+                    self._clients[service] = self._session.client(service, config=self._config)
+            return self._clients[service]
 
     @property
     def s3(self) -> Any:

@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import tarfile
+import threading
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -176,7 +177,24 @@ class _S3Backend:
         self._aws.delete_object(self.where(key))
 
 
+_BACKENDS: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Backend] = {}
+_BACKENDS_LOCK = threading.Lock()
+
+
 def _backend(url: str, root: Path | None) -> _Backend:
+    """The backend for ``url``, shared by every model of a run (one S3 client, not one each).
+
+    The key includes the AWS environment, so a changed profile or endpoint gets new clients.
+    """
+    aws_env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+    key = (url, str(root), aws_env)
+    with _BACKENDS_LOCK:
+        if key not in _BACKENDS:
+            _BACKENDS[key] = _make_backend(url, root)
+        return _BACKENDS[key]
+
+
+def _make_backend(url: str, root: Path | None) -> _Backend:
     parsed = urlparse(url)
     if parsed.scheme == "s3":
         if not parsed.netloc:

@@ -385,3 +385,14 @@ def test_s3_cache_without_credentials_is_a_miss(no_aws_credentials: None, tmp_pa
     assert build_cache is not None
     assert build_cache.fetch(FINGERPRINT, "cnn", b.build_dir / "cnn") is None
     assert "no AWS credentials found" in warnings[0]
+
+
+def test_one_s3_client_per_run(moto_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = CacheSettings(url="s3://neo-cache/builds")
+    first, second = cache.open_cache(settings), cache.open_cache(settings)
+    assert first is not None and second is not None
+    assert first._backend is second._backend
+    monkeypatch.setenv("AWS_PROFILE_X", "other")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "other-key")
+    third = cache.open_cache(settings)
+    assert third is not None and third._backend is not first._backend
