@@ -18,6 +18,13 @@ _UNSHALLOW_HINT = (
 )
 
 
+def _no_git() -> ScmError:
+    return ScmError(
+        "the git executable was not found",
+        hint="install git, or point GIT_PYTHON_GIT_EXECUTABLE at it",
+    )
+
+
 def _open(root: Path) -> git.Repo:
     try:
         return git.Repo(root, search_parent_directories=True)
@@ -50,7 +57,7 @@ def repo_state(root: Path) -> tuple[str | None, bool | None]:
         with repo:
             commit = repo.head.commit.hexsha
             dirty = repo.is_dirty(untracked_files=True)
-    except (ValueError, git.GitCommandError):  # no commit yet (unborn HEAD)
+    except (ValueError, git.GitCommandError, git.GitCommandNotFound):  # unborn HEAD, no git
         return None, None
     return commit, dirty
 
@@ -62,8 +69,11 @@ def merge_base(root: Path, since: str) -> str:
         ScmError: not a repository, unknown ref, or history too shallow to find the base.
     """
     repo = _open(root)
-    with repo:
-        return _merge_base(repo, since)
+    try:
+        with repo:
+            return _merge_base(repo, since)
+    except git.GitCommandNotFound as exc:
+        raise _no_git() from exc
 
 
 def _merge_base(repo: git.Repo, since: str) -> str:
@@ -117,20 +127,25 @@ def changed_paths(root: Path, since: str) -> set[str]:
         ScmError: not a repository, unknown ref, or a shallow clone without the base.
     """
     repo = _open(root)
-    with repo:
-        base = _merge_base(repo, since)
-        prefix = _prefix(repo, root)
-        try:
-            # --no-renames lists a rename as a deletion plus an addition: both paths.
-            diff = repo.git.diff(
-                "--name-only", "--no-renames", "-z", "--no-ext-diff", base, "--", "."
-            )
-            untracked = repo.git.ls_files("--others", "--exclude-standard", "-z", "--full-name")
-        except git.GitCommandError as exc:
-            raise ScmError(
-                f"--since {since}: git diff failed: {exc.stderr.strip() or exc}",
-                hint="check that `git diff` works in this checkout",
-            ) from exc
+    try:
+        with repo:
+            return _changed_paths(repo, root, since)
+    except git.GitCommandNotFound as exc:
+        raise _no_git() from exc
+
+
+def _changed_paths(repo: git.Repo, root: Path, since: str) -> set[str]:
+    base = _merge_base(repo, since)
+    prefix = _prefix(repo, root)
+    try:
+        # --no-renames lists a rename as a deletion plus an addition: both paths.
+        diff = repo.git.diff("--name-only", "--no-renames", "-z", "--no-ext-diff", base, "--", ".")
+        untracked = repo.git.ls_files("--others", "--exclude-standard", "-z", "--full-name")
+    except git.GitCommandError as exc:
+        raise ScmError(
+            f"--since {since}: git diff failed: {exc.stderr.strip() or exc}",
+            hint="check that `git diff` works in this checkout",
+        ) from exc
     # `git diff` paths are relative to the top of the work tree.
     paths = {p for p in diff.split("\0") if p} | {p for p in untracked.split("\0") if p}
     return {p[len(prefix) :] for p in paths if p.startswith(prefix)}

@@ -110,6 +110,11 @@ def test_errors(repo: Path, tmp_path: Path) -> None:
     plain.mkdir()
     with pytest.raises(ScmError, match="not inside a git repository"):
         changed_paths(plain, "HEAD")
+    empty = tmp_path / "empty"
+    init_repo(empty)  # no commit yet
+    assert repo_state(empty) == (None, None)
+    with pytest.raises(ScmError, match="unknown revision 'HEAD'"):
+        changed_paths(empty, "HEAD")
 
 
 def test_shallow_clone_without_base_says_to_fetch(repo: Path, tmp_path: Path) -> None:
