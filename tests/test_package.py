@@ -491,3 +491,43 @@ def test_golden_bytes(archive: ArchiveInfo) -> None:
         "the isal deflate output changed: every archive hash in neo.lock files changes with "
         "it; if this is a deliberate isal upgrade, update GOLDEN_ISAL and say so in the changelog"
     )
+
+
+WITHOUT_ISAL = textwrap.dedent(
+    """
+    import sys, json
+    from pathlib import Path
+    sys.modules["isal"] = None  # import isal -> ImportError, as on a platform without it
+    sys.path.insert(0, sys.argv[1])
+    from neobuild import package
+    from tests.test_package import make_export, FILES, EXTRA
+    export = make_export(Path(sys.argv[2]), private=False, mtime=0, order=FILES)
+    info = package.pack(export, FILES, Path(sys.argv[3]), extra=EXTRA)
+    print(json.dumps({"compressor": package.COMPRESSOR, "sha256": info.sha256,
+                      "members": package.read_members(info.path),
+                      "problems": package.check_archive(info.path)}))
+    """
+)
+
+
+def test_without_isal_the_zlib_fallback_is_used(tmp_path: Path, repo_root: Path) -> None:
+    import json
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_ISAL,
+            str(repo_root),
+            str(tmp_path / "e"),
+            str(tmp_path / "z.tar.gz"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["compressor"] == "zlib-6"
+    assert report["members"] == list(EXPECTED_MEMBERS) and report["problems"] == []
+    same = pack(tmp_path / "e", FILES, tmp_path / "same.tar.gz", extra=EXTRA, use_isal=False)
+    assert report["sha256"] == same.sha256
