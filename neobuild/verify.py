@@ -7,7 +7,8 @@ each difference is a :class:`Drift`:
 ``missing``         the lock lists a file that is not there
 ``modified``        the file's size or hash differs from the lock
 ``orphaned``        a model directory or file in the build dir that the lock does not
-                    list, or a lock entry for a model the manifest no longer declares
+                    list (logs of a failed build of a declared model excepted), or a
+                    lock entry for a model the manifest no longer declares
 ``pending``         a model of the manifest with no lock entry yet
 ``config-changed``  the model's manifest entry no longer matches the one it was built
                     from (the lock's ``manifest`` fingerprint part)
@@ -174,14 +175,17 @@ def _orphans(manifest: Manifest, expected: dict[str, set[str]]) -> list[Drift]:
         if child.name.startswith("."):
             continue  # neobuild's own state (staging area, build lock)
         rel = _rel(root, Path(child.path))
-        if child.name not in expected:
+        declared = child.name in manifest.models and child.is_dir(follow_symlinks=False)
+        if child.name not in expected and not declared:
             out.append(
                 Drift("orphaned", child.name, rel, "in the build directory, not in neo.lock")
             )
             continue
         if not child.is_dir(follow_symlinks=False):
             continue
-        wanted = expected[child.name]
+        # A declared model not built yet (already reported as pending) may hold the log
+        # of a failed attempt; anything else in it is an orphan.
+        wanted = expected.get(child.name, set())
         for dirpath, dirnames, filenames in os.walk(child.path):
             dirnames.sort()
             for filename in sorted(filenames):

@@ -76,12 +76,15 @@ def test_orphans_pending_and_config_changed(built: tuple[Path, Lock]) -> None:
     write(root, "build/neo/old-model/model.tar.gz", "left over")
     write(root, "build/neo/alpha/requests/ml_m5.json", "{}")
     write(root, "build/neo/.staging/x", "neobuild's own")
+    write(root, "build/neo/delta/export.log", "a failed first build of a declared model")
+    write(root, "build/neo/delta/model.tar.gz", "but no lock entry")
     report = verify(_manifest(root, "delta", beta_timeout=5), lock)
     got = [(d.kind, d.model, d.path) for d in report]
     assert got == [
         ("orphaned", "alpha", "build/neo/alpha/requests/ml_m5.json"),
         ("config-changed", "beta", "neo.yaml"),
         ("pending", "delta", None),
+        ("orphaned", "delta", "build/neo/delta/model.tar.gz"),
         ("orphaned", "old-model", "build/neo/old-model"),
     ]
     # A lock entry for a model the manifest dropped.
