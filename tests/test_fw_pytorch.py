@@ -197,6 +197,7 @@ def test_exports_from_two_directories_are_identical_after_normalize(tmp_path: Pa
     assert first.read_bytes() == second.read_bytes()
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 def test_normalized_file_loads_and_computes_the_same(exported: Path, tmp_path: Path) -> None:
     copy = tmp_path / "model.pth"
     shutil.copy2(exported, copy)

@@ -167,7 +167,9 @@ class OnnxAdapter:
                 problems += _model_problems(chosen, info, model)
                 warnings += _opset_warnings(chosen, info, model)
                 inputs = {
-                    n: tuple(d or 0 for d in s) for n, s in info.inputs.items() if s is not None
+                    n: tuple(-1 if d is None else d for d in s)
+                    for n, s in info.inputs.items()
+                    if s is not None
                 }
                 if not problems:
                     problems += _checker(export_dir / chosen, chosen)
