@@ -166,6 +166,23 @@ def matrix(
     return {"include": include}
 
 
+def plan_shard(
+    the_plan: Plan,
+    k: int,
+    n: int,
+    *,
+    include_fresh: bool = False,
+    weights: Mapping[str, float] | None = None,
+) -> list[str]:
+    """The models of shard ``k`` of ``n`` among the plan's stale ones (all with ``include_fresh``).
+
+    The same split as :func:`matrix` for the matrix's ``total``: a CI job given
+    ``--shard`` from the matrix entry builds exactly the entry's ``models``.
+    """
+    names = [m.name for m in the_plan.models if include_fresh or m.stale]
+    return shard(names, k, n, weights)
+
+
 def load_weights(root: Path) -> dict[str, float]:
     """Per-model durations of the last run (``.neobuild/durations.json``); {} when absent or bad."""
     try:

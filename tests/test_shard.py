@@ -10,7 +10,14 @@ import pytest
 from neobuild.errors import UsageError
 from neobuild.fingerprint import Fingerprint
 from neobuild.plan import ModelPlan, Plan, Reason
-from neobuild.shard import assign, load_weights, matrix, parse_shard, record_weights, shard
+from neobuild.shard import (
+    assign,
+    load_weights,
+    matrix,
+    parse_shard,
+    record_weights,
+    shard,
+)
 
 NAMES = [f"model-{i:03d}" for i in range(50)] + ["bert", "resnet18", "yolo"]
 
