@@ -595,7 +595,8 @@ def loads(text: str, *, path: Path = Path(LOCK_NAME)) -> Lock:
         InvalidLockError: bad YAML, unknown ``lock_version`` or a schema violation; every
             problem carries ``FILE:LINE:COL``.
     """
-    data = _parse_canonical(text)
+    # A checkout with core.autocrlf has CRLF line ends; the content is the same.
+    data = _parse_canonical(text.replace("\r\n", "\n"))
     if data is not _NOT_CANONICAL and _conforms_mapping(data, LOCK_SCHEMA):
         return Lock(models={name: _entry_from_data(e) for name, e in data["models"].items()})
     if data is _NOT_CANONICAL:

@@ -209,6 +209,11 @@ def test_equal_content_gives_equal_bytes_whatever_the_insertion_order(tmp_path: 
     assert text.index("\n  a:\n") < text.index("\n  x:\n")  # models sorted by name
 
 
+def test_crlf_line_ends_read_the_same() -> None:
+    lock = Lock({"bert": make_entry()})
+    assert loads(dumps(lock).replace("\n", "\r\n")) == lock
+
+
 def test_hand_formatted_yaml_is_read_too() -> None:
     text = textwrap.dedent(
         f"""\
