@@ -618,11 +618,22 @@ def write_requests(
     out_dir: Path,
     *,
     allow_incomplete: bool = False,
+    warnings: list[str] | None = None,
 ) -> dict[str, Path]:
     """Build, pre-flight and write ``<out_dir>/<target.key>.json`` for every target.
 
     Nothing is written unless every target's request passes. Request files of targets
     no longer declared are removed, so ``out_dir`` holds exactly the current requests.
+
+    Args:
+        manifest: The manifest.
+        model: The model.
+        archive_sha256: The archive's hash (``sha256:<hex>``).
+        out_dir: The model's ``requests/`` directory (created).
+        allow_incomplete: Write ``REPLACE-ME`` placeholders for a missing
+            ``compile.role_arn``/``s3_prefix`` instead of failing.
+        warnings: When given, pre-flight warnings and placeholder notices are appended
+            to it (they are logged either way).
 
     Returns:
         ``target.key`` -> path of the written file.
@@ -641,12 +652,22 @@ def write_requests(
             allow_incomplete=allow_incomplete,
         )
         try:
-            for warning in preflight(
+            notes = preflight(
                 request, model=model.name, target=target.key, region=model.compile.region
-            ):
-                log.warning("%s", warning)
+            )
         except RequestError as exc:
             errors.extend(exc.problems)
+            notes = []
+        marked = placeholders(request)
+        if marked:
+            notes.append(
+                f"model {model.name}, target {target.key}: placeholder values in {', '.join(marked)}; "
+                "set them under compile: in neo.yaml before `neobuild compile --submit`"
+            )
+        for note in notes:
+            log.warning("%s", note)
+        if warnings is not None:
+            warnings.extend(notes)
         requests[target.key] = request
     if errors:
         raise RequestError(

@@ -771,3 +771,26 @@ def test_examples_manifest_requests_pass(input_shape: Any) -> None:
             assert botocore_errors(req, input_shape) == ""
             count += 1
     assert count >= len(loaded.models)
+
+
+def test_write_requests_collects_warnings_and_placeholders(tmp_path: Path) -> None:
+    m = Model(
+        name="incomplete",
+        framework="pytorch",
+        export=ExportRef(function="export", path="export.py"),
+        inputs=IMG,
+        targets=(dev("ml_c5"), dev("ml_inf2")),
+        framework_version="2.0",
+        compile=CompileSettings(region="us-east-1"),
+    )
+    notes: list[str] = []
+    with pytest.raises(RequestError, match=r"compile\.role_arn"):
+        request.write_requests(manifest_of(m), m, SHA, tmp_path / "r0", warnings=notes)
+    written = request.write_requests(
+        manifest_of(m), m, SHA, tmp_path / "r", allow_incomplete=True, warnings=notes
+    )
+    assert sorted(written) == ["ml_c5", "ml_inf2"]
+    assert any("ml_inf2 compiles only in us-east-2" in n for n in notes)
+    placeholder_notes = [n for n in notes if "placeholder values in" in n]
+    assert len(placeholder_notes) == 2 and all("RoleArn" in n for n in placeholder_notes)
+    assert b"REPLACE-ME" in written["ml_c5"].read_bytes()
