@@ -338,17 +338,15 @@ def _plan_model(
     if not found and entry.fingerprint != fp.digest:
         found.append(Reason("inputs-changed", "neo.lock has no breakdown to compare"))
     found.extend(output_reasons(manifest, model.name, entry, cache))
-    target_reasons: list[TargetPlan] = []
+    model_level = tuple(found)
+    target_plans: list[TargetPlan] = []
     for target in model.targets:
-        own = request_reasons(manifest, entry, target.key, cache)
-        status: Status = "stale" if (found or own) else "fresh"
-        target_reasons.append(TargetPlan(target.key, status, tuple(found) + tuple(own)))
-        found_keys = {(r.kind, r.detail) for r in found}
-        for r in own:
-            if (r.kind, r.detail) not in found_keys:
-                found.append(r)
+        own = tuple(request_reasons(manifest, entry, target.key, cache))
+        status: Status = "stale" if (model_level or own) else "fresh"
+        target_plans.append(TargetPlan(target.key, status, model_level + own))
+        found.extend(r for r in own if r not in found)
     status = "stale" if found else "fresh"
-    return ModelPlan(model.name, status, tuple(found), tuple(target_reasons), fp, entry.fingerprint)
+    return ModelPlan(model.name, status, tuple(found), tuple(target_plans), fp, entry.fingerprint)
 
 
 def input_reasons(old: Mapping[str, str], new: Mapping[str, str]) -> list[Reason]:
