@@ -259,3 +259,27 @@ assert not banned, banned
 """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
+
+
+def test_model_in_a_subdirectory_is_rejected(exported: Path, tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    shutil.copy2(exported, tmp_path / "sub" / "model.pth")
+    assert rejection(tmp_path).problems == [
+        "sub/model.pth: expected model.pth at the top of the export directory, found sub/model.pth"
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_normalize_streams_records_bigger_than_a_chunk(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(1024, 768).eval()  # a 3 MiB weight: several copy chunks
+    example = torch.randn(2, 1024)
+    torch.jit.save(torch.jit.trace(layer, example), str(tmp_path / "big.pt"))
+    assert pytorch.normalize_torchscript(tmp_path / "big.pt")
+    sizes = [i.file_size for i in zipfile.ZipFile(tmp_path / "big.pt").infolist()]
+    assert max(sizes) > 2 * pytorch._CHUNK
+    assert all(
+        o % pytorch.ALIGNMENT == 0 for o in pytorch.data_offsets(tmp_path / "big.pt").values()
+    )
+    with torch.no_grad():
+        assert torch.equal(torch.jit.load(str(tmp_path / "big.pt"))(example), layer(example))

@@ -155,3 +155,12 @@ def test_a_copy_of_the_model_loads_back_in_xgboost(exported: Path, tmp_path: Pat
     booster = xgboost.Booster()
     booster.load_model(str(tmp_path / "model.json"))
     assert booster.num_boosted_rounds() == 10
+
+
+def test_model_in_a_subdirectory_is_rejected(exported: Path, tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    shutil.copy2(exported, tmp_path / "models" / "model.json")
+    assert rejection(tmp_path).problems == [
+        "models/model.json: expected model.json at the top of the export directory,"
+        " found models/model.json"
+    ]

@@ -76,6 +76,19 @@ def pick_one(
     return None, [expected_found("export", expected, describe_files(matches))]
 
 
+def top_level(files: Sequence[str]) -> list[str]:
+    """Problems for model files that are not at the top of the export directory.
+
+    Neo looks for the model files at the archive root; an extra directory level breaks
+    compilation and deployment (NEO_REFERENCE §2.4, packaging notes).
+    """
+    return [
+        expected_found(f, f"{f.rsplit('/', 1)[-1]} at the top of the export directory", f)
+        for f in files
+        if "/" in f
+    ]
+
+
 def expected_found(subject: str, expected: object, found: object) -> str:
     """``"<subject>: expected <expected>, found <found>"`` — the one wording of a mismatch."""
     return f"{subject}: expected {expected}, found {found}"

@@ -56,6 +56,7 @@ class DarknetAdapter:
         problems += more
         weights, more = _common.pick_one(files, (".weights",), "Darknet weights file")
         problems += more
+        problems += _common.top_level([f for f in (cfg, weights) if f is not None])
         if weights is not None and (export_dir / weights).stat().st_size < _WEIGHTS_HEADER:
             problems.append(_common.expected_found(weights, "Darknet weights", "a too short file"))
         if cfg is not None:

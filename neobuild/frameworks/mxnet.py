@@ -131,6 +131,7 @@ class MXNetAdapter:
         others = [f for f in files if f not in symbols and f not in params]
         if others:
             warnings.append(f"files besides the model are packed too: {', '.join(others)}")
+        problems += _common.top_level(symbols + params)
         if not problems:
             symbol_match = _SYMBOL.match(symbols[0])
             params_match = _PARAMS.match(params[0])

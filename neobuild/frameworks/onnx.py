@@ -159,6 +159,7 @@ class OnnxAdapter:
         warnings: list[str] = []
         inputs: dict[str, tuple[int, ...]] = {}
         if chosen is not None:
+            problems += _common.top_level([chosen])
             try:
                 info = read_onnx(export_dir / chosen)
             except (WireError, OSError) as exc:

@@ -206,6 +206,7 @@ class PyTorchAdapter:
         warnings: list[str] = []
         inputs: dict[str, tuple[int, ...]] = {}
         if chosen is not None:
+            problems += _common.top_level([chosen])
             info, reason = classify(export_dir / chosen)
             if info is None:
                 problems.append(_common.expected_found(chosen, "a TorchScript archive", reason))

@@ -55,6 +55,7 @@ class XGBoostAdapter:
             )
         else:
             (name,) = files
+            problems += _common.top_level(files)
             more, warnings = _check_file(export_dir / name, name, model)
             problems += more
         _common.raise_problems(model, export_dir, problems, hint=HINT)
