@@ -226,6 +226,13 @@ class _Doc:
             for k, v in node.value:
                 if isinstance(k, ScalarNode):
                     index.setdefault(str(k.value), (k, v))
+                    # data paths name null and boolean keys by their Python text
+                    tag = str(getattr(k, "tag", ""))
+                    if tag.endswith(":null"):
+                        index.setdefault("None", (k, v))
+                    elif tag.endswith(":bool"):
+                        text = "True" if str(k.value).lower() == "true" else "False"
+                        index.setdefault(text, (k, v))
             self._index[id(node)] = index
         return index
 
@@ -507,7 +514,11 @@ class _Validator:
 
     def cerberus(self, doc: _Doc, base: PathKey, document: Any, kind: str) -> None:
         validator = _validator(kind)
-        if validator.validate(document, normalize=False):
+        try:
+            ok = validator.validate(document, normalize=False)
+        except TypeError:  # cerberus cannot sort its errors under keys of mixed types
+            ok = validator.validate(_string_keys(document), normalize=False)
+        if ok:
             return
         for error, in_keys in _leaf_errors(validator._errors):
             self.cerberus_problem(doc, base, error, in_keys, _schema_for(kind))
@@ -1301,6 +1312,15 @@ def _leaf_errors(errors: Any, in_keys: bool = False) -> Iterator[tuple[Any, bool
             yield from _leaf_errors(error.child_errors, in_keys or error.rule == "keysrules")
         else:
             yield error, in_keys
+
+
+def _string_keys(value: Any) -> Any:
+    """``value`` with every mapping key turned into a string (``1:`` -> ``"1"``)."""
+    if isinstance(value, dict):
+        return {str(k): _string_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_string_keys(v) for v in value]
+    return value
 
 
 def _rules_at(root: Mapping[str, Any], schema_path: tuple[Any, ...]) -> Any:
