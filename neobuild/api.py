@@ -7,7 +7,7 @@ through the :class:`~neobuild.console.Output` they are handed, and they raise
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,9 +16,8 @@ from neobuild.console import Output
 from neobuild.errors import Problem
 
 if TYPE_CHECKING:
-    from neobuild.build import BuildReport
+    from neobuild.build import BuildReport, PlanOutput
     from neobuild.compile import CompileResult
-    from neobuild.plan import Plan
     from neobuild.verify import VerifyReport
 
 
@@ -111,7 +110,7 @@ def plan(
     matrix: int | None = None,
     explain: str | None = None,
     include_fresh: bool = False,
-) -> Plan:
+) -> PlanOutput:
     """What ``package`` would do, and why."""
     from neobuild import build
 
@@ -177,6 +176,7 @@ def compile(
     submit: bool = False,
     wait: bool = False,
     out: Output | None = None,
+    confirm_stop: Callable[[Sequence[Any]], bool] | None = None,
 ) -> CompileResult:
     """Pre-flight requests; with ``submit`` upload and create the jobs."""
     from neobuild import build
@@ -188,4 +188,5 @@ def compile(
         submit=submit,
         wait=wait,
         out=out or Output(),
+        confirm_stop=confirm_stop,
     )

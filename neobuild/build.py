@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import filelock
 
@@ -32,6 +32,10 @@ from neobuild import __version__
 from neobuild.console import Output
 from neobuild.errors import LockError, NeobuildError
 from neobuild.model import Manifest, Model
+
+if TYPE_CHECKING:
+    from neobuild.compile import CompileResult
+    from neobuild.verify import VerifyReport
 
 STATE_DIR = ".neobuild"
 
@@ -308,9 +312,15 @@ def build_model(
         report.targets = [(key, "rendered", str(path)) for key, path in request_paths.items()]
         report.smoke = smoke_status
         return report, entry
-    except BaseException:
+    except BaseException as exc:
         _keep_log(log_path, final)
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, NeobuildError):
+            # The log moved: messages must name where it is now.
+            moved = str(final / "export.log")
+            exc.message = exc.message.replace(str(log_path), moved)
+            if exc.hint:
+                exc.hint = exc.hint.replace(str(log_path), moved)
         raise
     finally:
         report.duration = time.monotonic() - started
@@ -490,13 +500,9 @@ def _store_in_cache(manifest: Manifest, model: Model, entry: Any, out: Output) -
 
 
 def _cache_settings(manifest: Manifest) -> Any:
-    from neobuild.model import CacheSettings
+    from neobuild import cache
 
-    url = os.environ.get("NEOBUILD_CACHE_URL")
-    if url:
-        read_only = os.environ.get("NEOBUILD_CACHE_READ_ONLY", "") not in ("", "0", "false")
-        return CacheSettings(url=url, read_only=read_only)
-    return manifest.cache
+    return cache.cache_settings(manifest)
 
 
 def _run_parallel(
@@ -575,6 +581,21 @@ def _print_summary(report: BuildReport, out: Output) -> None:
 # --------------------------------------------------------------------------- plan / verify / compile
 
 
+@dataclass(frozen=True)
+class PlanOutput:
+    """What ``neobuild plan`` shows: a JSON document, its human text, and the stale count."""
+
+    document: Any
+    text: str
+    stale_count: int
+
+    def to_json(self) -> Any:
+        return self.document
+
+    def render(self) -> str:
+        return self.text
+
+
 def make_plan(
     *,
     manifest_path: Path,
@@ -584,28 +605,48 @@ def make_plan(
     matrix: int | None = None,
     explain: str | None = None,
     include_fresh: bool = False,
-) -> Any:
+) -> PlanOutput:
+    """The plan (or, with ``explain``, one model's fingerprint breakdown; with ``matrix``, shards)."""
     from neobuild import lockfile
     from neobuild import plan as plan_mod
+    from neobuild import shard as shard_mod
     from neobuild.statcache import StatCache
 
     manifest = load_manifest(manifest_path)
-    models = _select(manifest, patterns, False, shard)
     lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
     stat_cache = StatCache.open(manifest.root)
+    templates_hash = _templates_hash(manifest)
+    if explain is not None:
+        (model,) = _select(manifest, [explain], False, None)[:1]
+        explanation = plan_mod.explain(
+            manifest, model, lock, templates_hash=templates_hash, stat_cache=stat_cache
+        )
+        stat_cache.save()
+        return PlanOutput(
+            document=explanation.to_json(),
+            text=explanation.render(),
+            stale_count=int(explanation.item.stale),
+        )
+    models = _select(manifest, patterns, False, shard)
     result = plan_mod.plan(
-        manifest,
-        models,
-        lock,
-        templates_hash=_templates_hash(manifest),
-        since=since,
-        stat_cache=stat_cache,
+        manifest, models, lock, templates_hash=templates_hash, since=since, stat_cache=stat_cache
     )
     stat_cache.save()
-    return result
+    if matrix is not None:
+        document = shard_mod.matrix(result, matrix, include_fresh=include_fresh)
+        return PlanOutput(
+            document=document,
+            text=json.dumps(document, indent=2),
+            stale_count=result.stale_count,
+        )
+    return PlanOutput(
+        document=result.to_json(),
+        text=result.render(show_fresh=include_fresh),
+        stale_count=result.stale_count,
+    )
 
 
-def verify(*, manifest_path: Path) -> Any:
+def verify(*, manifest_path: Path) -> VerifyReport:
     from neobuild import lockfile
     from neobuild import verify as verify_mod
 
@@ -622,9 +663,23 @@ def compile_(
     submit: bool = False,
     wait: bool = False,
     out: Output,
-) -> Any:
+    confirm_stop: Callable[[Sequence[Any]], bool] | None = None,
+) -> CompileResult:
+    """Pre-flight (and with ``submit`` run) the compilation jobs of the selected models."""
     from neobuild import compile as compile_mod
 
     manifest = load_manifest(manifest_path)
     models = _select(manifest, patterns, all_models, None)
-    return compile_mod.compile_models(manifest, models, submit=submit, wait=wait)
+    result = compile_mod.compile_models(
+        manifest,
+        models,
+        submit=submit,
+        wait=wait,
+        on_event=lambda event: (out.detail if event.kind == "checked" else out.info)(
+            compile_mod.describe_event(event)
+        ),
+        confirm_stop=confirm_stop,
+        raise_on_failure=False,
+    )
+    out.info(result.render())
+    return result

@@ -9,6 +9,7 @@ Each command turns its options into keyword arguments for one function of
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -302,12 +303,20 @@ def compile_(
             submit=submit,
             wait=wait,
             out=g.out,
+            confirm_stop=_confirm_stop if sys.stdin.isatty() else None,
         )
         if json_:
             print_json(result.to_json())
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
+
+
+def _confirm_stop(jobs: Any) -> bool:
+    """Asked on Ctrl-C while waiting for compilation jobs."""
+    return typer.confirm(
+        f"stop {len(jobs)} running compilation job(s) on SageMaker?", default=False
+    )
 
 
 def main() -> None:
