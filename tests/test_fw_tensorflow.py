@@ -311,6 +311,36 @@ def test_wire_fields_and_negative_int64() -> None:
     assert dim == {"size": [-1]}
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _node(name: str, op: str, attrs: dict[str, bytes]) -> bytes:
+    entries = b"".join(_field(5, _field(1, k.encode()) + _field(2, v)) for k, v in attrs.items())
+    return _field(1, _field(1, name.encode()) + _field(2, op.encode()) + entries)
+
+
+def test_frozen_graph_with_large_constants(tmp_path: Path) -> None:
+    """A hand-written GraphDef: a Placeholder, then a Const holding 8 MB of weights."""
+    dims = _field(2, b"\x08" + _varint(1)) + _field(2, b"\x08" + _varint(3))
+    placeholder = _node("x", "Placeholder", {"dtype": b"\x30\x01", "shape": _field(7, dims)})
+    weights = _node("w", "Const", {"value": _field(8, _field(4, bytes(8 << 20)))})
+    (tmp_path / "graph.pb").write_bytes(weights + placeholder)
+
+    read = read_frozen_graph(tmp_path / "graph.pb")
+    assert {n: (s.dtype, s.shape) for n, s in read.inputs.items()} == {"x": ("float32", (1, 3))}
+    assert ADAPTER.check(tmp_path, _model({"x:0": [1, 3]})).files == ("graph.pb",)
+
+
 @pytest.mark.parametrize("data", [b"\x08", b"\x12\x05hi", b"\x08\xff\xff", b"\x00\x01"])
 def test_wire_rejects_malformed(data: bytes) -> None:
     with pytest.raises(WireError):

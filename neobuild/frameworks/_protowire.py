@@ -79,7 +79,7 @@ class WireError(ValueError):
 # --- binary wire format -------------------------------------------------------------
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if pos >= len(data):
@@ -94,15 +94,17 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise WireError("varint longer than 10 bytes")
 
 
-def fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
+def fields(data: bytes | memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
     """Yield every top-level field of a message as ``(number, wire_type, value)``.
 
-    Varints are yielded as ``int``, length-delimited fields as ``bytes``; fixed-width
+    Varints are yielded as ``int``, length-delimited fields as a ``memoryview`` of
+    ``data`` (no copy: a frozen graph's constants can be hundreds of MB); fixed-width
     fields are skipped.
 
     Raises:
         WireError: on truncated or malformed input.
     """
+    data = memoryview(data)
     pos, end = 0, len(data)
     while pos < end:
         key, pos = _varint(data, pos)
@@ -128,7 +130,7 @@ def fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
         raise WireError("truncated fixed-width field")
 
 
-def decode(data: bytes, message_type: str) -> Message:
+def decode(data: bytes | memoryview, message_type: str) -> Message:
     """Decode the fields of ``message_type`` that this module knows; others are skipped.
 
     Raises:
@@ -144,10 +146,10 @@ def decode(data: bytes, message_type: str) -> Message:
             if not isinstance(value, int):
                 raise WireError(f"{message_type}.{name}: expected a varint")
             decoded: Any = value - (1 << 64) if kind == "int64" and value >= 1 << 63 else value
-        elif not isinstance(value, bytes):
+        elif not isinstance(value, memoryview):
             raise WireError(f"{message_type}.{name}: expected a length-delimited field")
         elif kind == "string":
-            decoded = value.decode("utf-8", "replace")
+            decoded = bytes(value).decode("utf-8", "replace")
         else:
             decoded = decode(value, kind)
         message.setdefault(name, []).append(decoded)
