@@ -66,6 +66,36 @@ BUILDERS = {
         onnx.checker.check_model(model)
         onnx.save(model, str(OUT / "model.onnx"))
     """,
+    "onnx-two": """
+        import onnx
+        from onnx import TensorProto, helper
+        graph = helper.make_graph(
+            [helper.make_node("Add", ["a", "b"], ["sum"])],
+            "add",
+            [
+                helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 3]),
+                helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3]),
+            ],
+            [helper.make_tensor_value_info("sum", TensorProto.FLOAT, [1, 3])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.save(model, str(OUT / "model.onnx"))
+    """,
+    "tf-two": """
+        import os
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        import tensorflow as tf
+        class M(tf.Module):
+            @tf.function(input_signature=[
+                tf.TensorSpec([1, 4, 4, 1], tf.float32, name="data1"),
+                tf.TensorSpec([1, 4, 4, 1], tf.float32, name="data2"),
+            ])
+            def serve(self, data1, data2):
+                return {"sum": data1 + data2, "diff": data1 - data2}
+        m = M()
+        tf.saved_model.save(m, str(OUT), signatures={"serving_default": m.serve})
+    """,
     "xgboost": """
         import numpy as np
         import xgboost as xgb
@@ -168,6 +198,16 @@ CASES = {
         (Target(device="ml_c5"), Target(device="ml_inf1")),
     ),
     "onnx": ("onnx", _dict(input=(1, 4)), (Target(device="ml_c5"),)),
+    "onnx-two": (
+        "onnx",
+        _dict(a=(1, 3), b=(1, 3)),
+        (Target(device="ml_c5"), Target(device="rasp4b")),
+    ),
+    "tf-two": (
+        "tensorflow",
+        _dict(data1=(1, 4, 4, 1), data2=(1, 4, 4, 1)),
+        (Target(device="ml_c5"),),
+    ),
     "xgboost": ("xgboost", Inputs(form="none"), (Target(device="ml_c5"),)),
     "keras": ("keras", _dict(input_1=(1, 3, 8, 8)), (Target(device="ml_m5"),)),
     "tensorflow": ("tensorflow", _dict(input=(1, 8, 8, 3)), (Target(device="ml_c5"),)),
