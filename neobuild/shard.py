@@ -198,6 +198,34 @@ def load_weights(root: Path) -> dict[str, float]:
     }
 
 
+def weights_from_junit(paths: Sequence[Path]) -> dict[str, float]:
+    """Per-model durations from JUnit reports of an earlier ``package --junit`` run.
+
+    Reads the ``<testcase classname="neobuild.package" name=MODEL time=SECONDS>`` cases
+    (one report per shard may be given; the last one wins for a model). Files that are
+    missing or not XML are skipped: weights only tune the balance.
+    """
+    import xml.etree.ElementTree as ET
+
+    out: dict[str, float] = {}
+    for path in paths:
+        try:
+            tree = ET.parse(path)  # a CI artifact neobuild wrote, not untrusted input
+        except (OSError, ET.ParseError):
+            continue
+        for case in tree.iter("testcase"):
+            if case.get("classname") != "neobuild.package":
+                continue
+            name, time = case.get("name"), case.get("time")
+            try:
+                seconds = float(time) if time is not None else -1.0
+            except ValueError:
+                continue
+            if name and seconds >= 0:
+                out[name] = seconds
+    return out
+
+
 def record_weights(root: Path, durations: Mapping[str, float]) -> None:
     """Merge build durations (seconds per model) into ``.neobuild/durations.json``, atomically."""
     from neobuild.atomic import atomic_write_text

@@ -17,6 +17,7 @@ from neobuild.shard import (
     parse_shard,
     record_weights,
     shard,
+    weights_from_junit,
 )
 
 NAMES = [f"model-{i:03d}" for i in range(50)] + ["bert", "resnet18", "yolo"]
@@ -111,3 +112,18 @@ def test_weights_file(tmp_path: Path) -> None:
     assert load_weights(tmp_path) == {"a": 1.5, "b": 2.0}
     (tmp_path / ".neobuild/durations.json").write_text("{broken")
     assert load_weights(tmp_path) == {}
+
+
+def test_weights_from_junit(tmp_path: Path) -> None:
+    report = tmp_path / "shard1.xml"
+    report.write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<testsuites><testsuite name="neobuild package">'
+        '<testcase classname="neobuild.package" name="bert" time="12.5"/>'
+        '<testcase classname="neobuild.package.bert" name="bert [ml_c5]" time="0.1"/>'
+        '<testcase classname="neobuild.package" name="resnet" time="3"/>'
+        '<testcase classname="neobuild.package" name="broken" time="soon"/>'
+        "</testsuite></testsuites>"
+    )
+    (tmp_path / "bad.xml").write_text("<not xml")
+    weights = weights_from_junit([report, tmp_path / "bad.xml", tmp_path / "missing.xml"])
+    assert weights == {"bert": 12.5, "resnet": 3.0}
