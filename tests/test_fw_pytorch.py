@@ -283,3 +283,27 @@ def test_normalize_streams_records_bigger_than_a_chunk(tmp_path: Path) -> None:
     )
     with torch.no_grad():
         assert torch.equal(torch.jit.load(str(tmp_path / "big.pt"))(example), layer(example))
+
+
+def test_truncated_archive_is_rejected(exported: Path, tmp_path: Path) -> None:
+    (tmp_path / "model.pth").write_bytes(exported.read_bytes()[:2000])
+    ADAPTER.normalize(tmp_path)  # leaves what it cannot read to check()
+    (problem,) = rejection(tmp_path).problems
+    assert problem.startswith(
+        "model.pth: expected a TorchScript archive, found a damaged or truncated zip archive ("
+    )
+
+
+def test_normalize_refuses_a_damaged_record_and_keeps_the_file(
+    exported: Path, tmp_path: Path
+) -> None:
+    data = bytearray(exported.read_bytes())
+    data[pytorch.data_offsets(exported)["model/data/0"]] ^= 0xFF  # breaks the record's CRC
+    (tmp_path / "model.pth").write_bytes(bytes(data))
+    with pytest.raises(ArtifactError) as info:
+        ADAPTER.normalize(tmp_path)
+    assert info.value.problems[0].startswith(
+        "model.pth: expected a readable TorchScript archive, found a damaged one ("
+    )
+    assert (tmp_path / "model.pth").read_bytes() == bytes(data)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]  # no temp file left

@@ -26,6 +26,7 @@ import hashlib
 import pickle
 import pickletools
 import zipfile
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from neobuild.atomic import atomic_writer
+from neobuild.errors import ArtifactError
 from neobuild.frameworks import _common
 from neobuild.frameworks.base import Artifacts
 from neobuild.model import Model
@@ -121,12 +123,16 @@ def classify(path: Path) -> tuple[TorchScriptInfo | None, str | None]:
                 else None
             )
             version = _int_record(zf, root, records)
-    except zipfile.BadZipFile:
+    except zipfile.BadZipFile as exc:
         with path.open("rb") as stream:
             head = stream.read(2)
+        if head == b"PK":
+            return None, f"a damaged or truncated zip archive ({exc})"
         if head[:1] == b"\x80":
             return None, "a legacy (non-zip) torch.save pickle, not TorchScript"
         return None, "not a zip archive, so not TorchScript"
+    except (zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+        return None, f"a damaged zip archive ({exc})"
     return TorchScriptInfo(root, records, root_class, forward_args, traced, version), None
 
 
@@ -140,10 +146,24 @@ def normalize_torchscript(path: Path) -> bool:
 
     Returns:
         True when ``path`` was a TorchScript archive and has been rewritten.
+
+    Raises:
+        ArtifactError: a record of the archive cannot be read (the file is unchanged).
     """
     info, _ = classify(path)
     if info is None:
         return False
+    try:
+        _rewrite(path, info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        problem = (
+            f"{path.name}: expected a readable TorchScript archive, found a damaged one ({exc})"
+        )
+        raise ArtifactError(problem, problems=[problem], hint=HINT) from exc
+    return True
+
+
+def _rewrite(path: Path, info: TorchScriptInfo) -> None:
     prefix = f"{info.root}/"
     with zipfile.ZipFile(path) as src:
         members = [
@@ -165,7 +185,6 @@ def normalize_torchscript(path: Path) -> bool:
                 # torch writes a 40-digit decimal id; keep that form.
                 value = str(int(digest.hexdigest(), 16) % 10**40).zfill(40).encode()
                 _write_aligned(dst, raw, prefix + _SERIALIZATION_ID, len(value), _Bytes(value))
-    return True
 
 
 def data_offsets(path: Path) -> dict[str, int]:
