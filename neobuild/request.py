@@ -273,10 +273,14 @@ class _Checker:
 
     def error(self, field: str, rule: str, value: Any = None, *, show: bool = True) -> None:
         text = f"{field}: {rule}" + (f"; value {_show(value)}" if show else "")
-        self.problems.append(("error", text))
+        self.add("error", text)
 
     def warn(self, field: str, rule: str) -> None:
-        self.problems.append(("warning", f"{field}: {rule}"))
+        self.add("warning", f"{field}: {rule}")
+
+    def add(self, severity: Severity, text: str) -> None:
+        if (severity, text) not in self.problems:  # e.g. "is required" from two checks
+            self.problems.append((severity, text))
 
     def rule(self, field: str, name: str, value: Any, *, required: bool = True) -> None:
         """Apply ``neo.FIELD_RULES[name]`` (type, length, pattern) to one string field."""
@@ -559,7 +563,7 @@ def check_request(
 
     if framework is not None and target is not None:
         for severity, message in neo.target_problems(framework, version, target, region=region):
-            check.problems.append((severity, f"InputConfig+OutputConfig: {message}"))
+            check.add(severity, f"InputConfig+OutputConfig: {message}")
         if version is not None and not neo.sends_framework_version(framework, target):
             check.warn(
                 "InputConfig.FrameworkVersion",
@@ -567,7 +571,7 @@ def check_request(
                 "the service may answer 'Unsupported framework version field for target'",
             )
     for message in _botocore_problems(request):
-        check.problems.append(("error", f"botocore: {message}"))
+        check.add("error", f"botocore: {message}")
     return check.problems
 
 

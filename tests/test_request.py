@@ -794,3 +794,12 @@ def test_write_requests_collects_warnings_and_placeholders(tmp_path: Path) -> No
     placeholder_notes = [n for n in notes if "placeholder values in" in n]
     assert len(placeholder_notes) == 2 and all("RoleArn" in n for n in placeholder_notes)
     assert b"REPLACE-ME" in written["ml_c5"].read_bytes()
+
+
+def test_a_problem_is_reported_once() -> None:
+    req = _good()
+    del req["RoleArn"]
+    with pytest.raises(RequestError) as info:
+        request.preflight(req, model="m1", target="ml_c5")
+    mine = [p for p in info.value.problems if "botocore" not in p]
+    assert mine == ["model m1, target ml_c5: RoleArn: is required"]
