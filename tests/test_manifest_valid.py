@@ -70,3 +70,46 @@ def test_everything_resolves_as_documented(repo: Path) -> None:
     assert bert.sources == ("pkg/**",)
     assert bert.requirements == ("tensorflow-cpu==2.9.3", "transformers>=4")
     assert m.build_dir == repo / "out"
+
+
+_ODD_VALUES: list[object] = [
+    None, 0, -1, 1.5, True, "", "x", "ML_C5", [], {}, [None], {"a": None}, [[1, "a"]],
+    {1: 2}, "2.10", 2.1, [1, 2], {"device": None}, {"platform": "LINUX"}, {"os": 1},
+]  # fmt: skip
+
+
+def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def test_mangled_manifests_give_problems_never_exceptions(repo: Path) -> None:
+    """Replace random values of the valid corpus with odd ones: always problems, no crash."""
+    import copy
+    import io
+    import random
+
+    rng = random.Random(20240601)
+    yaml = YAML(typ="safe", pure=True)
+    bases = [yaml.load(case.read_text()) for case in CASES]
+    for _ in range(150):
+        doc = copy.deepcopy(rng.choice(bases))
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice([p for p in _paths(doc) if p])
+            node = doc
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = copy.deepcopy(rng.choice(_ODD_VALUES))
+        buffer = io.StringIO()
+        yaml.dump(doc, buffer)
+        (repo / "neo.yaml").write_text(buffer.getvalue())
+        loaded, problems = manifest.check(repo / "neo.yaml", use_cache=False)
+        errors = [p for p in problems if p.severity == "error"]
+        assert (loaded is None) == bool(errors)
+        assert all(p.file is not None and p.line >= 1 for p in problems)
