@@ -197,6 +197,7 @@ def _conforms(value: Any, rules: Mapping[str, Any]) -> bool:
 
 
 def _rules_used(schema: Mapping[str, Any]) -> set[str]:
+    """Every cerberus rule name a schema uses (the tests check _conforms knows them all)."""
     used: set[str] = set()
     for rules in schema.values():
         used |= set(rules)
@@ -206,10 +207,6 @@ def _rules_used(schema: Mapping[str, Any]) -> set[str]:
         if "schema" in rules:
             used |= _rules_used(rules["schema"])
     return used
-
-
-# _conforms must know every rule the schema uses, or it would silently skip one.
-assert _rules_used(LOCK_SCHEMA) <= _KNOWN_RULES, _rules_used(LOCK_SCHEMA) - _KNOWN_RULES
 
 
 def _conforms_mapping(document: Mapping[str, Any], schema: Mapping[str, Any]) -> bool:

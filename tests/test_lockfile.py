@@ -385,6 +385,10 @@ def mutations(document: Any) -> list[Any]:
     return out
 
 
+def test_fast_check_knows_every_rule_the_schema_uses() -> None:
+    assert lockfile._rules_used(lockfile.LOCK_SCHEMA) <= lockfile._KNOWN_RULES
+
+
 def test_fast_check_agrees_with_cerberus() -> None:
     document = Lock({"bert": make_entry()}).to_json()
     docs = mutations(document)
