@@ -29,14 +29,14 @@ SHAPE = (1, 3, 16, 16)
 SYMBOL, PARAMS = "mxnet-mlp-symbol.json", "mxnet-mlp-0000.params"
 
 
-def make_model(name: str = "data") -> Model:
+def make_model(name: str = "data", framework_version: str = "1.9") -> Model:
     return Model(
         name="mxnet-mlp",
         framework="mxnet",
         export=ExportRef(function="export", path="examples/models/mxnet-mlp/export.py"),
         inputs=Inputs("dict", (InputSpec(name, SHAPE),)),
         targets=(Target(device="ml_c5"),),
-        framework_version="1.8",
+        framework_version=framework_version,
     )
 
 
@@ -109,6 +109,13 @@ def test_accepts_the_gluon_export(export_dir: Path) -> None:
     artifacts = ADAPTER.check(export_dir, make_model())
     assert artifacts.files == (PARAMS, SYMBOL)
     assert artifacts.warnings == ()
+
+
+def test_newer_mxnet_than_framework_version_warns(export_dir: Path) -> None:
+    assert ADAPTER.check(export_dir, make_model(framework_version="1.8")).warnings == (
+        f"{SYMBOL}: written by MXNet 1.9.1, newer than framework_version 1.8;"
+        " Neo's MXNet may not load it",
+    )
 
 
 def test_the_export_is_byte_stable(mxnet_python: Path, exported: Path, tmp_path: Path) -> None:

@@ -175,8 +175,32 @@ def _graph_problems(
             "data inputs were guessed from the node names"
         )
         params = None
+    warnings += _version_warnings(symbol_file, symbol, model)
     found = data_inputs(symbol, params)
     return _common.compare_inputs(symbol_file, model.inputs, dict.fromkeys(found))
+
+
+def _version_warnings(symbol_file: str, symbol: dict[str, object], model: Model) -> list[str]:
+    """Warn when the symbol was written by an MXNet newer than ``framework_version``.
+
+    ``attrs.mxnet_version`` is ``["int", 10901]`` for MXNet 1.9.1.
+    """
+    attrs = symbol.get("attrs")
+    value = attrs.get("mxnet_version") if isinstance(attrs, dict) else None
+    wanted = _common.major_minor(model.framework_version)
+    if (
+        not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], int))
+        or not wanted
+    ):
+        return []
+    number = value[1]
+    written = (number // 10000, number // 100 % 100)
+    if written <= wanted:
+        return []
+    return [
+        f"{symbol_file}: written by MXNet {written[0]}.{written[1]}.{number % 100}, newer than"
+        f" framework_version {model.framework_version}; Neo's MXNet may not load it"
+    ]
 
 
 def _unpack(stream: BinaryIO, fmt: str) -> tuple[int, ...]:
