@@ -20,6 +20,7 @@ on a hit only the files the result depends on are stat'ed again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -446,6 +447,17 @@ class _Validator:
         self.probes[f"{kind}:{rel}"] = ok
         return ok
 
+    def resolves_inside(self, rel: str) -> bool:
+        """Whether an existing path, symlinks followed, stays inside the repository."""
+        real = os.path.realpath(os.path.join(self.root, rel))
+        inside = real.startswith(self._real_root + os.sep)
+        self.probes[f"i:{rel}"] = inside
+        return inside
+
+    @functools.cached_property
+    def _real_root(self) -> str:
+        return os.path.realpath(self.root)
+
     def repo_path(self, doc: _Doc, value: str) -> str | None:
         """``value`` (relative to ``doc``'s directory) as a repo-relative posix path.
 
@@ -838,6 +850,14 @@ class _Validator:
                     sub,
                     f"export file {rel} does not exist",
                     hint="paths are relative to the manifest file that declares the model",
+                )
+                return None
+            if not self.resolves_inside(rel):
+                self.report_model(
+                    src,
+                    sub,
+                    f"export file {rel} is a symlink that leads outside the repository",
+                    hint="keep export code inside the repository so its changes are tracked",
                 )
                 return None
             return ExportRef(function=by_path["function"], path=rel)
@@ -1460,10 +1480,15 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
         for rel, digest in record["includes"]:
             if hashlib.sha256((root / rel).read_bytes()).hexdigest() != digest:
                 return None
+        real_root = os.path.realpath(root) + os.sep
         for probe, existed in record["probes"].items():
             kind, rel = probe.split(":", 1)
             target = os.path.join(root, rel)  # plain strings: a thousand stats stay cheap
-            if (os.path.isfile(target) if kind == "f" else os.path.isdir(target)) != existed:
+            if kind == "i":
+                now = os.path.realpath(target).startswith(real_root)
+            else:
+                now = os.path.isfile(target) if kind == "f" else os.path.isdir(target)
+            if now != existed:
                 return None
         return _decode_manifest(record["result"], path, root)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):

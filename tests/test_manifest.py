@@ -729,3 +729,30 @@ def test_a_glob_that_matches_the_top_level_file_still_caches(repo: Path) -> None
     record["result"]["models"][0]["timeout"] = 77
     _cache_file(repo).write_text(json.dumps(record))
     assert manifest.load(repo / "neo.yaml").models["b"].timeout == 77
+
+
+def test_an_export_symlinked_out_of_the_repository_is_an_error(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "export.py").write_text("def export(o, i): pass\n")
+    (repo / "models/c").mkdir()
+    (repo / "models/c/export.py").symlink_to(outside / "export.py")
+    write(
+        repo,
+        {
+            "neo.yaml": "version: 1\nmodels:\n  c: {framework: xgboost, "
+            "export: 'models/c/export.py:export', targets: [ml_c5]}\n"
+        },
+    )
+    _, problems = manifest.check(repo / "neo.yaml")
+    assert [(p.line, p.col, p.message) for p in problems] == [
+        (3, 35, "export file models/c/export.py is a symlink that leads outside the repository")
+    ]
+    # a symlink inside the repository is fine, and the cache notices the change
+    (repo / "models/c/export.py").unlink()
+    (repo / "models/c/export.py").symlink_to(repo / "models/a/export.py")
+    assert manifest.check(repo / "neo.yaml")[1] == []
+    (repo / "models/c/export.py").unlink()
+    (repo / "models/c/export.py").symlink_to(outside / "export.py")
+    assert len(manifest.check(repo / "neo.yaml")[1]) == 1
