@@ -151,26 +151,13 @@ def check(path: Path, *, use_cache: bool = True) -> tuple[Manifest | None, list[
     if use_cache:
         cached = _cache_lookup(path, root, data)
         if cached is not None:
-            return _with_env(cached), list(cached.warnings)
+            return cached, list(cached.warnings)
     validator = _Validator(path, root)
     manifest = validator.run(data)
     problems = validator.sorted_problems()
     if manifest is not None and use_cache:
         _cache_store(path, root, data, manifest, validator)
-    return (_with_env(manifest) if manifest is not None else None), problems
-
-
-def _with_env(manifest: Manifest) -> Manifest:
-    """Apply ``NEOBUILD_CACHE_URL``, which overrides ``cache.url`` (never cached)."""
-    url = os.environ.get("NEOBUILD_CACHE_URL")
-    if not url:
-        return manifest
-    read_only = manifest.cache.read_only if manifest.cache is not None else False
-    return _replace(manifest, cache=CacheSettings(url=url, read_only=read_only))
-
-
-def _replace(manifest: Manifest, **changes: Any) -> Manifest:
-    return dataclasses.replace(manifest, **changes)
+    return manifest, problems
 
 
 # --------------------------------------------------------------------------------------

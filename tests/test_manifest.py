@@ -512,13 +512,12 @@ def test_non_utf8_manifest(tmp_path: Path) -> None:
     assert problems[0].message.startswith("not UTF-8 text")
 
 
-def test_cache_url_from_the_environment(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_settings_come_from_the_manifest_only(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NEOBUILD_CACHE_URL is applied by cache.cache_settings(), not baked into the Manifest
     write(repo, {"neo.yaml": "version: 1\ncache: {url: 's3://a/b', read_only: true}\nmodels: {}\n"})
     monkeypatch.setenv("NEOBUILD_CACHE_URL", "s3://other/c")
-    for use_cache in (True, True):  # the env never gets into the cache file
-        m = manifest.load(repo / "neo.yaml", use_cache=use_cache)
-        assert m.cache == CacheSettings(url="s3://other/c", read_only=True)
-    monkeypatch.delenv("NEOBUILD_CACHE_URL")
     assert manifest.load(repo / "neo.yaml").cache == CacheSettings("s3://a/b", True)
 
 
