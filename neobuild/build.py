@@ -199,7 +199,6 @@ def build_model(
     *,
     fingerprint: Any,
     git_state: tuple[str | None, bool | None],
-    templates_hash: str,
     previous: Any,
 ) -> tuple[ModelReport, Any]:
     """Run one model's whole pipeline; returns its report and new lock entry.
@@ -249,6 +248,7 @@ def build_model(
             archive.sha256,
             staging / "requests",
             allow_incomplete=options.allow_incomplete,
+            warnings=report.warnings,
         )
 
         smoke_wanted = options.smoke if options.smoke is not None else model.smoke
@@ -256,10 +256,14 @@ def build_model(
         if smoke_wanted:
             from neobuild import smoke
 
-            smoke.smoke_test(
-                manifest, model, export_dir=export_dir, python=python, log_path=log_path
+            smoke_status = smoke.smoke_test(
+                manifest,
+                model,
+                export_dir=export_dir,
+                python=python,
+                log_path=log_path,
+                rendered=rendered,
             )
-            smoke_status = "passed"
 
         files = {
             rel: FileRecord(
@@ -438,7 +442,6 @@ def build(
                     options,
                     fingerprint=fingerprints[model.name],
                     git_state=git_state,
-                    templates_hash=templates_hash,
                     previous=lock.models.get(model.name),
                 )
                 lockfile.update_lock(lock_path, {model.name: entry})
@@ -473,10 +476,11 @@ def build(
     return report
 
 
-def _templates_hash(manifest: Manifest) -> str:
+def _templates_hash(manifest: Manifest) -> Callable[[Model], str]:
+    """Per model: the hash of the templates that model renders (its overrides included)."""
     from neobuild import render
 
-    return render.manifest_templates_hash(manifest)
+    return lambda model: render.templates_hash_for(manifest, model)
 
 
 def _restore_from_cache(

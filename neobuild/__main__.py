@@ -1,0 +1,5 @@
+"""``python -m neobuild``."""
+
+from neobuild.cli import main
+
+main()
