@@ -81,7 +81,8 @@ def _templates_hash(manifest: object) -> Callable[[object], str] | str:
     try:
         from neobuild import build
 
-        return str(build._templates_hash(manifest))  # type: ignore[arg-type]
+        value = build._templates_hash(manifest)  # type: ignore[arg-type]
+        return value if callable(value) else str(value)
     except (ImportError, AttributeError):
         pass
     from neobuild import render

@@ -130,7 +130,11 @@ class TargetPlan:
 
 @dataclass(frozen=True)
 class ModelPlan:
-    """One model: its status, every reason, its targets and its fingerprint."""
+    """One model: its status, every reason, its targets and its fingerprint.
+
+    A fresh model's ``fingerprint`` leaves out the ``fields`` detail (it is not needed
+    to tell it is fresh); :meth:`Plan.fingerprint` always returns the complete one.
+    """
 
     name: str
     status: Status
@@ -198,7 +202,7 @@ class Plan:
             UsageError: the model was not given to :func:`plan`.
         """
         found = self.fingerprints.get(name)
-        return found if found is not None else self.get(name).fingerprint
+        return (found if found is not None else self.get(name).fingerprint).complete()
 
     @property
     def stale(self) -> list[ModelPlan]:
@@ -270,6 +274,7 @@ def plan(
             stat_cache=cache,
             templates_hash=_templates_hash(templates_hash, m),
             index=index,
+            details=False,
         )
         for m in models
     }
@@ -330,6 +335,8 @@ def _plan_model(
     fp: Fingerprint,
     cache: StatCache,
 ) -> ModelPlan:
+    if entry is None or entry.fingerprint != fp.digest:
+        fp.complete()  # the lock will need the details, and naming fields does too
     if entry is None:
         reasons: tuple[Reason, ...] = (Reason("new-model"),)
         targets = tuple(TargetPlan(t.key, "stale", reasons) for t in model.targets)
@@ -346,6 +353,8 @@ def _plan_model(
         target_plans.append(TargetPlan(target.key, status, model_level + own))
         found.extend(r for r in own if r not in found)
     status = "stale" if found else "fresh"
+    if found:
+        fp.complete()
     return ModelPlan(model.name, status, tuple(found), tuple(target_plans), fp, entry.fingerprint)
 
 

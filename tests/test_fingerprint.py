@@ -24,9 +24,10 @@ def root(tmp_path: Path) -> Path:
     return root
 
 
-def _fp(root: Path, cache: StatCache | None = None, **kw: object):
+def _fp(root: Path, cache: StatCache | None = None, *, details: bool = True, **kw: object):
     model = make_model("alpha", sources=["models/alpha/**", "common/*.py"], **kw)  # type: ignore[arg-type]
-    return fingerprint(make_manifest(root, [model]), model, stat_cache=cache, templates_hash="t")
+    manifest = make_manifest(root, [model])
+    return fingerprint(manifest, model, stat_cache=cache, templates_hash="t", details=details)
 
 
 def test_parts_and_digest(root: Path) -> None:
@@ -40,6 +41,9 @@ def test_parts_and_digest(root: Path) -> None:
     assert fp.parts["neobuild"] == __import__("neobuild").__version__
     assert fp.parts["adapter"].startswith("onnx@")
     assert _fp(root) == fp  # deterministic
+    lean = _fp(root, details=False)
+    assert lean.digest == fp.digest and "fields" not in lean.parts
+    assert lean.complete().parts == fp.parts
     assert _fp(root, timeout=1).digest != fp.digest
     write(root, "common/notes.md", "not matched by common/*.py")
     assert _fp(root).digest == fp.digest

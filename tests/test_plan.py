@@ -73,6 +73,9 @@ def test_rebuild_is_noop_then_one_source_edit_names_the_file(repo: Path) -> None
     result = _plan(repo, lock)
     assert result.stale_count == 0, result.render()
     assert "0 stale, 3 up to date" in result.render()
+    # Fresh models skip the per-field details until asked (e.g. package --force).
+    assert "fields" not in result.get("alpha").fingerprint.parts
+    assert result.fingerprint("alpha").parts == lock.models["alpha"].fingerprint_parts
 
     write(repo, "models/alpha/net.py", "x = 1\n")
     (repo / "models/alpha/export.py").write_text("def export(out, inputs):\n    return 2\n")
