@@ -556,9 +556,7 @@ def _run_parallel(
 
 
 def _error_text(exc: NeobuildError) -> str:
-    problems = getattr(exc, "problems", None)
-    if problems and all(isinstance(p, str) for p in problems):
-        return exc.message + "".join(f"\n  - {p}" for p in problems)
+    # By convention a NeobuildError's message already lists its problems.
     return exc.message
 
 

@@ -19,10 +19,8 @@ from neobuild.console import Output
 from neobuild.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
-    ArtifactError,
     ManifestError,
     NeobuildError,
-    RequestError,
 )
 
 T = TypeVar("T")
@@ -35,11 +33,7 @@ def report_error(out: Output, exc: NeobuildError) -> None:
             out.console.print(diagnostic.render(), markup=False, highlight=False)
         errors = sum(1 for p in exc.problems if p.severity == "error")
         out.error(exc.message if not errors else f"{exc.message} ({errors} error(s))")
-    elif isinstance(exc, ArtifactError | RequestError) and exc.problems:
-        out.error(exc.message)
-        for line in exc.problems:
-            out.console.print(f"  - {line}", markup=False, highlight=False)
-    else:
+    else:  # other errors' messages already list their problems
         out.error(exc.message)
     if exc.hint:
         out.console.print(f"hint: {exc.hint}", markup=False, highlight=False)

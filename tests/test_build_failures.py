@@ -1,0 +1,252 @@
+"""Broken exports: each fails with its own clear message, the others still build.
+
+Real subprocess exports with the real frameworks through the real CLI; one
+repository holds every kind of breakage and one good model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import init_repo, neobuild, report, write_tree
+
+pytestmark = [pytest.mark.frameworks, pytest.mark.slow]
+
+GOOD_XGB = """
+import numpy as np
+import xgboost as xgb
+
+def export(output_dir, inputs):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 3)).astype("float32")
+    booster = xgb.train({"nthread": 1, "max_depth": 2}, xgb.DMatrix(x, label=x[:, 0] > 0), 2)
+    booster.save_model(str(output_dir / "model.json"))
+"""
+
+EXPORTS = {
+    "models/good/export.py": GOOD_XGB,
+    "models/raises/export.py": "def export(output_dir, inputs):\n"
+    "    raise ValueError('weights file is corrupt')\n",
+    "models/hangs/export.py": "import time\n\ndef export(output_dir, inputs):\n    time.sleep(600)\n",
+    "models/empty/export.py": "def export(output_dir, inputs):\n    print('forgot to save')\n",
+    "models/two-h5/export.py": """
+import h5py
+
+def export(output_dir, inputs):
+    for name in ("a.h5", "b.h5"):
+        with h5py.File(output_dir / name, "w") as fh:
+            fh.attrs["keras_version"] = "2.2.4"
+""",
+    "models/state-dict/export.py": """
+import torch
+
+def export(output_dir, inputs):
+    model = torch.nn.Linear(4, 2)
+    torch.save(model.state_dict(), output_dir / "model.pth")
+""",
+    "models/onnx-shape/export.py": """
+import onnx
+from onnx import TensorProto, helper
+
+def export(output_dir, inputs):
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
+    model.ir_version = 7
+    onnx.save(model, str(output_dir / "model.onnx"))
+""",
+    "models/symlink/export.py": """
+import os
+
+def export(output_dir, inputs):
+    os.symlink("/etc/hostname", output_dir / "model.json")
+""",
+    "models/no-function/export.py": "def export(output_dir, inputs):\n    pass\n",
+    "models/bad-req/export.py": "def export(output_dir, inputs):\n    pass\n",
+}
+
+MANIFEST = """
+version: 1
+defaults:
+  targets: [ml_c5]
+  compile: {role_arn: "arn:aws:iam::123456789012:role/Neo", s3_prefix: "s3://neobuild-tests/neo"}
+models:
+  good:
+    framework: xgboost
+    export: models/good/export.py:export
+  raises:
+    framework: xgboost
+    export: models/raises/export.py:export
+  hangs:
+    framework: xgboost
+    export: models/hangs/export.py:export
+    timeout: 3
+  empty:
+    framework: xgboost
+    export: models/empty/export.py:export
+  two-h5:
+    framework: keras
+    export: models/two-h5/export.py:export
+    inputs: {input_1: [1, 3, 8, 8]}
+  state-dict:
+    framework: pytorch
+    export: models/state-dict/export.py:export
+    inputs: {input0: [1, 4]}
+  onnx-shape:
+    framework: onnx
+    export: models/onnx-shape/export.py:export
+    inputs: {input: [1, 8]}
+  symlink:
+    framework: xgboost
+    export: models/symlink/export.py:export
+  no-function:
+    framework: xgboost
+    export: models/no-function/export.py:exprt
+  bad-req:
+    framework: xgboost
+    export: models/bad-req/export.py:export
+    requirements: [neobuild-no-such-package-xyz==1.0]
+"""
+
+
+@pytest.fixture(scope="module")
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any, dict[str, Any]]:
+    repo = tmp_path_factory.mktemp("broken") / "repo"
+    write_tree(repo, {"neo.yaml": MANIFEST, **EXPORTS})
+    init_repo(repo)
+    cache = tmp_path_factory.mktemp("cache")
+    result = neobuild(
+        "package",
+        "--all",
+        "--keep-going",
+        "-j",
+        "2",
+        "--json",
+        cwd=repo,
+        env={"NEOBUILD_CACHE_DIR": str(cache)},
+    )
+    data = report(result)
+    return repo, result, {m["name"]: m for m in data["models"]}
+
+
+def test_exit_1_with_the_good_model_built(outcome: tuple[Path, Any, dict[str, Any]]) -> None:
+    repo, result, models = outcome
+    assert result.returncode == 1
+    assert models["good"]["status"] == "built"
+    assert (repo / "build/neo/good/model.tar.gz").is_file()
+    failed = sorted(n for n, m in models.items() if m["status"] == "failed")
+    assert failed == sorted(set(models) - {"good"})
+    assert "1 built, 9 failed" in result.stderr
+    assert "Traceback (most recent call last)" not in result.stderr.split("error:")[0]
+    lock = (repo / "neo.lock").read_text()
+    assert "good:" in lock and "raises:" not in lock
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("raises", ["ValueError: weights file is corrupt"]),
+        ("hangs", ["timed out after 3"]),
+        ("empty", ["wrote nothing"]),
+        ("two-h5", ["Multiple h5 files", "a.h5", "b.h5"]),
+        ("state-dict", ["state_dict", "torch.jit"]),
+        ("onnx-shape", ["input", "[1, 8]", "[1, 4]"]),
+        ("symlink", ["symlink", "model.json"]),
+        ("no-function", ["exprt", "did you mean 'export'"]),
+        ("bad-req", ["neobuild-no-such-package-xyz"]),
+    ],
+)
+def test_each_failure_says_what_went_wrong(
+    outcome: tuple[Path, Any, dict[str, Any]], name: str, expected: list[str]
+) -> None:
+    repo, _, models = outcome
+    model = models[name]
+    text = model["message"] + "\n" + (model["hint"] or "")
+    for fragment in expected:
+        assert fragment in text, f"{name}: {fragment!r} not in:\n{text}"
+    # The log is kept where the message says, even though the build failed.
+    log = repo / "build" / "neo" / name / "export.log"
+    assert log.is_file()
+    assert model["log"] == str(log)
+
+
+def test_failed_rebuild_keeps_the_previous_outputs(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    write_tree(
+        repo,
+        {
+            "neo.yaml": "version: 1\nmodels:\n  m:\n    framework: xgboost\n"
+            "    export: models/m/export.py:export\n    targets: [ml_c5]\n"
+            "    compile: {role_arn: 'arn:aws:iam::123456789012:role/Neo',"
+            " s3_prefix: 's3://neobuild-tests/neo'}\n",
+            "models/m/export.py": GOOD_XGB,
+        },
+    )
+    init_repo(repo)
+    assert neobuild("package", "--all", cwd=repo).returncode == 0
+    archive = repo / "build/neo/m/model.tar.gz"
+    before = archive.read_bytes()
+    lock_before = (repo / "neo.lock").read_bytes()
+    (repo / "models/m/export.py").write_text(GOOD_XGB + "\n    raise RuntimeError('broke')\n")
+    failed = neobuild("package", "--all", cwd=repo)
+    assert failed.returncode == 1
+    assert "RuntimeError: broke" in failed.stderr
+    assert archive.read_bytes() == before
+    assert (repo / "neo.lock").read_bytes() == lock_before
+    assert not any((repo / "build/neo/.staging").iterdir())
+    plan = neobuild("plan", "--json", cwd=repo)
+    assert json.loads(plan.stdout)["models"][0]["status"] == "stale"
+
+
+def test_two_jobs_really_run_two_exports_at_once(tmp_path: Path) -> None:
+    """Each export waits for the other to start: serial runs would time out."""
+    repo = tmp_path / "repo"
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
+    body = """
+import os, time
+from pathlib import Path
+
+def export(output_dir, inputs):
+    here = Path(os.environ["RENDEZVOUS"])
+    me, other = os.environ["ME"], os.environ["OTHER"]
+    (here / me).touch()
+    deadline = time.monotonic() + 60
+    while not (here / other).exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{other} never started while {me} ran")
+        time.sleep(0.05)
+    (output_dir / "model.json").write_text('{"learner": {}}')
+"""
+    write_tree(
+        repo,
+        {
+            "neo.yaml": f"""
+version: 1
+defaults:
+  targets: [ml_c5]
+  timeout: 120
+  compile: {{role_arn: "arn:aws:iam::123456789012:role/Neo", s3_prefix: "s3://neobuild-tests/neo"}}
+models:
+  left:
+    framework: xgboost
+    export: models/m/export.py:export
+    env: {{RENDEZVOUS: "{rendezvous}", ME: left, OTHER: right}}
+  right:
+    framework: xgboost
+    export: models/m/export.py:export
+    env: {{RENDEZVOUS: "{rendezvous}", ME: right, OTHER: left}}
+""",
+            "models/m/export.py": body,
+        },
+    )
+    init_repo(repo)
+    result = neobuild("package", "--all", "-j", "2", "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert report(result)["summary"]["built"] == 2
+    assert sorted(os.listdir(rendezvous)) == ["left", "right"]
