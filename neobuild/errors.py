@@ -39,11 +39,13 @@ class Problem:
     hint: str | None = None
 
     def location(self) -> str:
+        """``FILE:LINE:COL``; FILE relative to the cwd when it lies below it."""
         if self.file is None:
             return ""
+        shown = display_path(self.file)
         if self.line:
-            return f"{self.file}:{self.line}:{self.col}"
-        return str(self.file)
+            return f"{shown}:{self.line}:{self.col}"
+        return shown
 
     def render(self) -> str:
         """``FILE:LINE:COL: path: message`` (+ hint on its own line)."""
@@ -66,6 +68,14 @@ class Problem:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it, else as given."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class NeobuildError(Exception):

@@ -199,3 +199,22 @@ def test_global_options_reach_manifest_discovery(
     result = invoke("-C", str(tmp_path), "--manifest", "other.yaml", "-q", "package", "--all")
     assert result.exit_code == 0, result.output
     assert seen == {"directory": tmp_path, "manifest": Path("other.yaml")}
+
+
+def test_problem_paths_are_shown_relative_to_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    inside = Problem("bad", path="models.a", file=tmp_path / "teams" / "neo.yaml", line=3, col=1)
+    outside = Problem("bad", path="models.a", file=Path("/elsewhere/neo.yaml"), line=3, col=1)
+    assert inside.render() == "teams/neo.yaml:3:1: models.a: bad"
+    assert outside.render() == "/elsewhere/neo.yaml:3:1: models.a: bad"
+
+
+def test_committed_schema_is_current(repo_root: Path) -> None:
+    """docs/neo.schema.json (the examples' modeline target) is what `neobuild schema` prints."""
+    result = invoke("schema")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == json.loads(
+        (repo_root / "docs" / "neo.schema.json").read_text()
+    )
