@@ -209,6 +209,48 @@ def test_equal_content_gives_equal_bytes_whatever_the_insertion_order(tmp_path: 
     assert text.index("\n  a:\n") < text.index("\n  x:\n")  # models sorted by name
 
 
+def test_the_fast_reader_takes_everything_dumps_writes() -> None:
+    entry = make_entry(
+        exported_with={f"k{i}": value for i, value in enumerate(NASTY)},
+        fingerprint_parts={value or "empty": "x" for value in NASTY},
+    )
+    for lock in (Lock(), Lock({"tiny": tiny()}), Lock({"m": entry, "yes": entry, "1": entry})):
+        text = dumps(lock)
+        data = lockfile._parse_canonical(text)
+        assert data is not lockfile._NOT_CANONICAL
+        assert data == lock.to_json()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("framework: onnx", 'framework: "onnx"'),  # quoted where the canonical form is bare
+        ("size: 999", "size: 0999"),  # not the canonical int
+        ("size: 999", "size:   999"),  # spacing
+        ("    jobs: {}\n", "    jobs:\n"),  # empty mapping written as null
+        ("    smoke: null\n", "    smoke: null\n\n"),  # blank line
+        ("    smoke: null\n", "    smoke: null  # comment\n"),
+        ("    smoke: null\n", "    smoke: ~\n"),
+        ("  tiny:\n", "  tiny:\n    zz: 1\n"),  # key out of order
+        ("lock_version: 1\n", "lock_version: 1\nlock_version: 1\n"),  # duplicate key
+    ],
+)
+def test_the_fast_reader_declines_anything_else(old: str, new: str) -> None:
+    text = dumps(Lock({"tiny": tiny()}))
+    assert old in text
+    changed = text.replace(old, new, 1)
+    assert lockfile._parse_canonical(changed) is lockfile._NOT_CANONICAL
+    # ... and the YAML parser then reads it (or reports it) as YAML means it.
+    try:
+        lock = loads(changed)
+    except InvalidLockError:
+        return
+    assert (
+        YAML(typ="safe").load(changed)["models"]["tiny"]["framework"]
+        == lock.models["tiny"].framework
+    )
+
+
 def test_crlf_line_ends_read_the_same() -> None:
     lock = Lock({"bert": make_entry()})
     assert loads(dumps(lock).replace("\n", "\r\n")) == lock
