@@ -89,9 +89,10 @@ def write_results(rows: list[str], size: int) -> None:
     from neobuild.atomic import atomic_write_text
     from neobuild.package import COMPRESSOR
 
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     machine = (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}"
+        f"Python {platform.python_version()}, load average {load} at the end"
     )
     body = [
         SECTION,
@@ -109,8 +110,9 @@ def write_results(rows: list[str], size: int) -> None:
         "",
         "- Memory does not grow with the file: tar -> deflate -> sha256 -> file is one "
         "streaming pass in 1 MiB blocks (`tests/test_package.py` asserts it on 200 MiB).",
-        "- Packing runs on one core: deflate, then sha256 and the write of the compressed "
-        "bytes. Parallel builds (`-j N`) pack several models at once.",
+        "- Packing runs on one core: sha256 of each input file (for `neo.lock`), deflate, "
+        "sha256 of the archive, and the write. Parallel builds (`-j N`) pack several "
+        "models at once.",
         "- The zlib fallback's archive bytes (and hash) differ from isal's; each is "
         "deterministic on its own.",
         "",
