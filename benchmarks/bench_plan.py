@@ -142,20 +142,47 @@ def fake_build(root: Path) -> None:
             os.utime(os.path.join(dirpath, f), ns=(past, past))
 
 
-def library_plan(root: Path) -> tuple[float, int, int]:
-    """One in-process load + plan; returns (seconds, stale count, files read)."""
+STAGES = (
+    "manifest.load",
+    "read_lock",
+    "templates hash",
+    "fingerprints + plan",
+    "stat cache save",
+    "plan.to_json",
+)
+
+
+def library_plan(
+    root: Path, stages: dict[str, list[float]] | None = None
+) -> tuple[float, int, int]:
+    """One in-process load + plan; returns (seconds, stale count, files read).
+
+    With ``stages``, appends each stage's seconds to ``stages[name]``.
+    """
     from neobuild import lockfile, manifest, plan
     from neobuild.statcache import StatCache
 
-    t0 = time.perf_counter()
+    marks = [time.perf_counter()]
     m = manifest.load(root / "neo.yaml")
+    marks.append(time.perf_counter())
     lock = lockfile.read_lock(root / lockfile.LOCK_NAME)
+    marks.append(time.perf_counter())
+    templates = _templates_hash(m)
+    if callable(templates):
+        hashes = {name: templates(model) for name, model in m.models.items()}
+        templates = lambda model: hashes[model.name]  # noqa: E731
+    marks.append(time.perf_counter())
     cache = StatCache.load(root)
-    result = plan.plan(
-        m, list(m.models.values()), lock, templates_hash=_templates_hash(m), stat_cache=cache
-    )
+    result = plan.plan(m, list(m.models.values()), lock, templates_hash=templates, stat_cache=cache)
+    marks.append(time.perf_counter())
     cache.save()
-    return time.perf_counter() - t0, result.stale_count, cache.reads
+    marks.append(time.perf_counter())
+    json.dumps(result.to_json())
+    marks.append(time.perf_counter())
+    if stages is not None:
+        for name, a, b in zip(STAGES, marks[:-1], marks[1:], strict=True):
+            stages.setdefault(name, []).append(b - a)
+    return marks[-2] - marks[0], result.stale_count, cache.reads
 
 
 def clear_caches(root: Path) -> None:
@@ -200,11 +227,12 @@ def main(argv: list[str] | None = None) -> int:
 
         cold, warm = [], []
         reads_cold = reads_warm = stale = 0
+        stages: dict[str, list[float]] = {}
         for _ in range(args.repeat):
             clear_caches(root)
             seconds, stale, reads_cold = library_plan(root)
             cold.append(seconds)
-            seconds, stale, reads_warm = library_plan(root)
+            seconds, stale, reads_warm = library_plan(root, stages)
             warm.append(seconds)
         rows.append(
             ("library: load + plan, cold", _fmt(cold), f"{reads_cold} files read, {stale} stale")
@@ -212,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             ("library: load + plan, warm", _fmt(warm), f"{reads_warm} files read, {stale} stale")
         )
+        for name in STAGES:
+            rows.append((f"- warm stage: {name}", _fmt(stages[name]), "in-process"))
 
         for label, command in (
             ("`neobuild plan --json`", ["plan", "--json"]),

@@ -33,7 +33,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -181,8 +181,12 @@ def parse_field_hashes(text: str) -> dict[str, str]:
     return out
 
 
+@cache
 def adapter_version(framework: str) -> str:
-    """``<framework>@<adapter version>``; version ``0`` while the adapter does not exist."""
+    """``<framework>@<adapter version>``; version ``0`` while the adapter does not exist.
+
+    Reading the version imports the adapter module (once per process).
+    """
     try:
         from neobuild.frameworks import get_adapter
 
