@@ -581,6 +581,7 @@ class Explanation:
         lines = [
             f"{self.model}: {self.item.status}",
             f"  fingerprint  old {_short(self.old_digest)}  new {_short(self.new_digest)}",
+            f"   {'part':<13} {'old (neo.lock)':<20} new",
         ]
         for row in self.parts:
             mark = "*" if row.changed else " "
