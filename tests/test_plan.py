@@ -250,3 +250,17 @@ def test_stat_cache_plan_reads_nothing_when_unchanged(repo: Path) -> None:
     warm = StatCache.load(repo)
     assert _plan(repo, lock, stat_cache=warm).stale_count == 0
     assert warm.reads == 0
+
+
+def test_odd_file_names_round_trip_through_the_lock(repo: Path) -> None:
+    odd = ["models/gamma/we ird+(x).py", "models/gamma/ünï: code #1.py", "models/gamma/[x].py"]
+    for rel in odd:
+        write(repo, rel, "x = 1\n")
+    manifest = make_manifest(repo, _models())
+    write_lock(repo / LOCK_NAME, fake_build(manifest, Lock()))
+    lock = read_lock(repo / LOCK_NAME)
+    for rel in odd:
+        assert f"source:{rel}" in lock.models["gamma"].fingerprint_parts
+    assert _plan(repo, lock).stale_count == 0
+    (repo / odd[1]).write_text("x = 2\n")
+    assert _plan(repo, lock).get("gamma").reasons == (Reason("source-changed", odd[1]),)
