@@ -132,19 +132,26 @@ def model_json(model: Model) -> dict[str, Any]:
     return out
 
 
+_SCALARS = (str, int, float, bool, type(None))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
+    if isinstance(value, _SCALARS):
         return value
-    if is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _jsonable(getattr(value, f.name)) for f in fields(value) if f.name != "position"
-        }
-    if isinstance(value, Path):
-        return value.as_posix()
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+    kind = type(value)
+    names = _FIELD_NAMES.get(kind)
+    if names is None and is_dataclass(value) and not isinstance(value, type):
+        names = tuple(f.name for f in fields(value) if f.name != "position")
+        _FIELD_NAMES[kind] = names
+    if names is not None:
+        return {name: _jsonable(getattr(value, name)) for name in names}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return value.as_posix()
     return value
 
 
@@ -382,10 +389,15 @@ def fingerprint(
     else:
         parts["manifest"] = _sha(_canonical(data).encode())
 
+    root_is_cache_root = stat_cache.root == index.root
     lines: list[str] = []
     for path, st in sorted(source_files(model, index).items()):
         try:
-            digest = stat_cache.hash(root / path, st)
+            digest = (
+                stat_cache.hash(path, st)
+                if root_is_cache_root
+                else stat_cache.hash(root / path, st)
+            )
         except OSError as exc:  # unreadable: still a distinct, visible state
             digest = f"unreadable:{exc.strerror}"
         lines.append(f"{path}\0{digest}\n")

@@ -401,7 +401,7 @@ def changed_fields(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
 def _check_file(
     root: Path, rel: str, sha256: str, size: int | None, cache: StatCache
 ) -> Reason | None:
-    path = root / rel
+    path = os.path.join(root, rel)
     try:
         st = os.stat(path)
     except OSError:

@@ -64,6 +64,8 @@ class StatCache:
 
     def __init__(self, root: Path, entries: dict[str, _Entry] | None = None) -> None:
         self.root = root.resolve()
+        self._root_text = os.fspath(self.root)
+        self._root_prefix = self._root_text.rstrip(os.sep) + os.sep
         self.path = self.root / CACHE_DIR / CACHE_NAME
         self._entries: dict[str, _Entry] = entries or {}
         self._used: set[str] = set()
@@ -93,27 +95,31 @@ class StatCache:
         """Alias of :meth:`load`."""
         return cls.load(root)
 
-    def _key(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            return path.as_posix()
+    def _locate(self, path: Path | str) -> tuple[str, str]:
+        """``(cache key, filesystem path)``: keys are root-relative posix paths when
+        the file is under the root, absolute paths otherwise."""
+        text = os.fspath(path)
+        if not os.path.isabs(text):
+            rel = text.replace(os.sep, "/")
+            return rel, os.path.join(self._root_text, text)
+        if text.startswith(self._root_prefix):
+            return text[len(self._root_prefix) :].replace(os.sep, "/"), text
+        return Path(text).as_posix(), text
 
-    def hash(self, path: Path, st: os.stat_result | None = None) -> str:
+    def hash(self, path: Path | str, st: os.stat_result | None = None) -> str:
         """The ``sha256:<hex>`` of a file, read only if its stat changed since cached.
 
         Args:
-            path: an absolute path (relative paths are taken relative to the root).
+            path: an absolute path, or one relative to the root (a repo-relative
+                posix string is the fastest form).
             st: the file's ``os.stat`` result when the caller already has it.
 
         Raises:
             OSError: the file does not exist or cannot be read.
         """
-        if not path.is_absolute():
-            path = self.root / path
+        key, full = self._locate(path)
         if st is None:
-            st = os.stat(path)
-        key = self._key(path)
+            st = os.stat(full)
         self._used.add(key)
         entry = self._entries.get(key)
         if (
@@ -124,7 +130,7 @@ class StatCache:
             and entry[3] == st.st_mtime_ns
         ):
             return "sha256:" + entry[4].hex()
-        digest = hash_file(path)
+        digest = hash_file(Path(full))
         self.reads += 1
         self._entries[key] = (
             st.st_dev,
