@@ -264,3 +264,19 @@ def test_odd_file_names_round_trip_through_the_lock(repo: Path) -> None:
     assert _plan(repo, lock).stale_count == 0
     (repo / odd[1]).write_text("x = 2\n")
     assert _plan(repo, lock).get("gamma").reasons == (Reason("source-changed", odd[1]),)
+
+
+def test_table_rendering(repo: Path) -> None:
+    lock = _built(repo)
+    (repo / "common/util.py").write_text("SHARED = 9\n")
+    (repo / "build/neo/alpha/model.tar.gz").unlink()
+    text = _plan(repo, lock).render()
+    lines = text.splitlines()
+    assert lines[0].split() == ["MODEL", "STATUS", "TARGETS", "REASON"]
+    assert lines[1].split()[:3] == ["alpha", "stale", "1/1"]
+    assert lines[1].endswith("source file changed: common/util.py (+1 more)")
+    assert lines[2].split()[:3] == ["beta", "stale", "2/2"]
+    assert "gamma" not in text  # fresh rows only on request
+    assert lines[-1] == "2 stale, 1 up to date"
+    full = _plan(repo, lock).render(show_fresh=True)
+    assert any(line.split()[:3] == ["gamma", "fresh", "0/1"] for line in full.splitlines())
