@@ -122,6 +122,21 @@ def test_incremental_story(repo: Path) -> None:
     # A manifest field.
     write(repo, "neo.yaml", MANIFEST.format(gamma_timeout=60))
     assert stale(repo) == {"gamma": [("manifest-changed", "timeout")]}
+    explain = run(repo, "plan", "--explain", "gamma", "--json")
+    assert explain.returncode == 0, explain.stderr
+    data = json.loads(explain.stdout)
+    assert [f["part"] for f in data["fields_changed"]] == ["timeout"]
+    assert {p["part"]: p["changed"] for p in data["parts"]}["manifest"] is True
+    text = run(repo, "plan", "--explain", "gamma")
+    assert "manifest field timeout" in text.stdout + text.stderr
+    matrix = json.loads(run(repo, "plan", "--matrix", "2").stdout)
+    assert [(e["shard"], e["models"]) for e in matrix["include"]] == [("1/1", "gamma")]
+    everything = json.loads(run(repo, "plan", "--matrix", "2", "--all").stdout)
+    assert sorted(m for e in everything["include"] for m in e["models"].split()) == [
+        "alpha",
+        "beta",
+        "gamma",
+    ]
     assert run(repo, "package", "gamma").returncode == 0
     assert run(repo, "plan", "--check").returncode == 0
 
