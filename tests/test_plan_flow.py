@@ -169,3 +169,16 @@ def test_since(repo: Path) -> None:
     bad = run(repo, "plan", "--since", "no-such-ref")
     assert bad.returncode == 2
     assert "unknown revision" in bad.stderr
+
+
+def test_shards_through_the_cli(repo: Path) -> None:
+    for n in (1, 2, 3, 4):
+        seen: list[str] = []
+        for k in range(1, n + 1):
+            proc = run(repo, "plan", "--json", "--shard", f"{k}/{n}")
+            assert proc.returncode == 0, proc.stderr
+            seen += [m["name"] for m in json.loads(proc.stdout)["models"]]
+        assert sorted(seen) == ["alpha", "beta", "gamma"], n
+    bad = run(repo, "plan", "--shard", "3/2")
+    assert bad.returncode == 2
+    assert "K must be between 1 and N" in bad.stderr
