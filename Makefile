@@ -25,7 +25,7 @@ dev: $(VENV)/.dev-installed
 
 demo: install
 	$(BIN)/neobuild -C examples validate
-	$(BIN)/neobuild -C examples package --all
+	$(BIN)/neobuild -C examples package --all --smoke
 	@echo
 	@echo "Archives, scripts and requests are under examples/build/neo/<model>/;"
 	@echo "their hashes are in examples/neo.lock. Try: $(BIN)/neobuild -C examples plan"

@@ -265,10 +265,9 @@ def build_model(
                 rendered=rendered,
             )
 
+        # Hashed while packing: multi-GB weights are read once.
         files = {
-            rel: FileRecord(
-                size=(export_dir / rel).stat().st_size, sha256=package.hash_file(export_dir / rel)
-            )
+            rel: FileRecord(size=archive.file_sizes[rel], sha256=archive.file_hashes[rel])
             for rel in artifacts.files
         }
         outputs = {

@@ -513,34 +513,41 @@ def _record_jobs(
     submitted = [i for i in items if i.job_name and i.status not in {"pending", "checked"}]
     if not submitted:
         return
-    current = lockfile.read_lock(lock_path)
-    updates: dict[str, LockEntry] = {}
-    for item in submitted:
-        entry = updates.get(item.model) or current.models.get(item.model)
-        if entry is None or entry.fingerprint != fingerprints.get(item.model):
-            on_event(
-                CompileEvent(
-                    "lock-skipped",
-                    item.model,
-                    item.target,
-                    item.job_name,
-                    message="the model was re-packaged while its job ran",
-                )
+    skipped: list[CompileItem] = []
+
+    def change(current: lockfile.Lock) -> dict[str, LockEntry | None]:
+        # Computed under the lock's file lock, so a concurrent update is never lost.
+        skipped.clear()
+        updates: dict[str, LockEntry | None] = {}
+        for item in submitted:
+            entry = updates.get(item.model) or current.models.get(item.model)
+            if entry is None or entry.fingerprint != fingerprints.get(item.model):
+                skipped.append(item)
+                continue
+            assert item.job_name is not None
+            record = lockfile.JobRecord(
+                name=item.job_name,
+                arn=item.arn,
+                status=item.status,
+                output=item.output,
+                inference_image=item.inference_image,
+                artifact_digest=item.artifact_digest,
+                failure_reason=item.failure_reason,
             )
-            continue
-        assert item.job_name is not None
-        record = lockfile.JobRecord(
-            name=item.job_name,
-            arn=item.arn,
-            status=item.status,
-            output=item.output,
-            inference_image=item.inference_image,
-            artifact_digest=item.artifact_digest,
-            failure_reason=item.failure_reason,
+            updates[item.model] = replace(entry, jobs={**entry.jobs, item.target: record})
+        return updates
+
+    lockfile.modify_lock(lock_path, change)
+    for item in skipped:
+        on_event(
+            CompileEvent(
+                "lock-skipped",
+                item.model,
+                item.target,
+                item.job_name,
+                message="the model was re-packaged while its job ran",
+            )
         )
-        updates[item.model] = replace(entry, jobs={**entry.jobs, item.target: record})
-    if updates:
-        lockfile.update_lock(lock_path, updates)
 
 
 def _failure_message(failures: Sequence[CompileItem]) -> str:

@@ -43,7 +43,7 @@ def sha256(path: Path) -> str:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     repo = copy_examples(tmp_path_factory.mktemp("e2e") / "repo")
-    result = neobuild("package", "--all", "-j", "2", "--json", cwd=repo)
+    result = neobuild("package", "--all", "-j", "2", "--smoke", "--json", cwd=repo)
     assert result.returncode == 0, result.stderr
     return repo, report(result)
 
@@ -100,6 +100,10 @@ def test_lock_records_what_was_built(built: tuple[Path, dict[str, Any]]) -> None
     assert lock["models"]["mxnet-mlp"]["exported_with"]["mxnet"] == "1.9.1"
     assert "tensorflow" in lock["models"]["tf-savedmodel"]["exported_with"]
     assert "xgboost" in lock["models"]["xgb-classifier"]["exported_with"]
+    # --smoke ran every rendered handler on its exported model.
+    assert {name: entry["smoke"] for name, entry in lock["models"].items()} == dict.fromkeys(
+        EXPECTED_MEMBERS, "passed"
+    )
 
 
 def test_requests_and_scripts_are_rendered(built: tuple[Path, dict[str, Any]]) -> None:
@@ -138,7 +142,7 @@ def test_outputs_are_byte_reproducible_across_checkouts(
         os.utime(path, (1_000_000_000, 1_000_000_000), follow_symlinks=False)
     old_umask = os.umask(0o077)  # another umask, inherited by the subprocess
     try:
-        result = neobuild("package", "--all", "-j", "2", cwd=other)
+        result = neobuild("package", "--all", "-j", "2", "--smoke", cwd=other)
     finally:
         os.umask(old_umask)
     assert result.returncode == 0, result.stderr
