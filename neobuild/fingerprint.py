@@ -391,6 +391,7 @@ def fingerprint(
 
     root_is_cache_root = stat_cache.root == index.root
     lines: list[str] = []
+    shorts: dict[str, str] = {}
     for path, st in sorted(source_files(model, index).items()):
         try:
             digest = (
@@ -401,14 +402,70 @@ def fingerprint(
         except OSError as exc:  # unreadable: still a distinct, visible state
             digest = f"unreadable:{exc.strerror}"
         lines.append(f"{path}\0{digest}\n")
-        parts[SOURCE_PREFIX + path] = short_hash(digest.encode())
+        shorts[path] = short_hash(digest.encode())
     parts["sources"] = _sha("".join(lines).encode())
+    for name, value in source_details(shorts).items():
+        parts[SOURCE_PREFIX + name] = value
 
     parts["requirements"] = _requirements_hash(root, model, stat_cache)
     parts["templates"] = templates_hash or "none"
     parts["neobuild"] = __version__
     parts["adapter"] = adapter_version(model.framework)
     return Fingerprint(digest=digest_of(parts), parts=parts, model=None if details else model)
+
+
+#: Above this many source files, details are kept per directory, not per file.
+MAX_SOURCE_DETAILS = 200
+
+
+def source_details(files: Mapping[str, str]) -> dict[str, str]:
+    """The ``source:`` details of a model: per file, or per directory when there are many.
+
+    Args:
+        files: repo-relative path -> 16-hex short hash of the file.
+
+    Returns:
+        Up to :data:`MAX_SOURCE_DETAILS` entries when possible: the files themselves, or
+        directories (names ending in ``/``) at the deepest level that fits, each with a
+        short hash over its files (:func:`group_details`).
+    """
+    if len(files) <= MAX_SOURCE_DETAILS:
+        return dict(files)
+    deepest = max(p.count("/") for p in files)
+    for depth in range(deepest, 0, -1):
+        grouped = group_details(files, depth)
+        if len(grouped) <= MAX_SOURCE_DETAILS:
+            return grouped
+    return group_details(files, 1)
+
+
+def group_details(files: Mapping[str, str], depth: int) -> dict[str, str]:
+    """Per-file details folded into directories ``depth`` components deep.
+
+    A file shallower than ``depth`` stays a file entry with its own hash; a directory
+    entry (``a/b/``) gets a short hash over ``path\\0hash`` of its files, sorted.
+    """
+    buckets: dict[str, list[str]] = {}
+    for path in sorted(files):
+        pieces = path.split("/")
+        key = "/".join(pieces[:depth]) + "/" if len(pieces) > depth else path
+        buckets.setdefault(key, []).append(path)
+    out = {}
+    for key, members in buckets.items():
+        if key.endswith("/"):
+            blob = "".join(f"{p}\0{files[p]}\n" for p in members)
+            out[key] = short_hash(blob.encode())
+        else:
+            out[key] = files[members[0]]
+    return out
+
+
+def details_depth(details: Mapping[str, str]) -> int | None:
+    """The directory depth of grouped details; None when they are per file."""
+    for name in details:
+        if name.endswith("/"):
+            return name.count("/")
+    return None
 
 
 def digest_of(parts: Mapping[str, str]) -> str:

@@ -23,7 +23,9 @@ from neobuild.fingerprint import (
     SOURCE_PREFIX,
     Fingerprint,
     SourceIndex,
+    details_depth,
     fingerprint,
+    group_details,
     manifest_hash,
     parse_field_hashes,
     source_patterns,
@@ -368,8 +370,7 @@ def input_reasons(old: Mapping[str, str], new: Mapping[str, str]) -> list[Reason
         else:
             reasons.append(Reason("manifest-changed"))
     if old.get("sources") != new.get("sources"):
-        before = {k[len(SOURCE_PREFIX) :]: v for k, v in old.items() if k.startswith(SOURCE_PREFIX)}
-        after = {k[len(SOURCE_PREFIX) :]: v for k, v in new.items() if k.startswith(SOURCE_PREFIX)}
+        before, after = comparable_sources(old, new)
         specific = [
             Reason("source-changed", p)
             for p in sorted(before.keys() & after.keys())
@@ -389,6 +390,28 @@ def input_reasons(old: Mapping[str, str], new: Mapping[str, str]) -> list[Reason
     if old.get("adapter") != new.get("adapter"):
         reasons.append(Reason("adapter-changed", f"{old.get('adapter')} -> {new.get('adapter')}"))
     return reasons
+
+
+def comparable_sources(
+    old: Mapping[str, str], new: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The ``source:`` details of two breakdowns, at the same granularity.
+
+    When one side keeps details per file and the other per directory (a model crossed
+    :data:`~neobuild.fingerprint.MAX_SOURCE_DETAILS` files), the per-file side is
+    folded into the other's directories. Two different directory depths cannot be
+    compared: both come back empty, and the change is reported without a name.
+    """
+    before = {k[len(SOURCE_PREFIX) :]: v for k, v in old.items() if k.startswith(SOURCE_PREFIX)}
+    after = {k[len(SOURCE_PREFIX) :]: v for k, v in new.items() if k.startswith(SOURCE_PREFIX)}
+    depth_before, depth_after = details_depth(before), details_depth(after)
+    if depth_before == depth_after:
+        return before, after
+    if depth_before is None and depth_after is not None:
+        return group_details(before, depth_after), after
+    if depth_after is None and depth_before is not None:
+        return before, group_details(after, depth_before)
+    return {}, {}
 
 
 def changed_fields(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
@@ -631,11 +654,10 @@ def explain(
     fields = tuple(
         PartRow(f, before.get(f), after.get(f, "")) for f in changed_fields(old, fp.parts)
     )
-    paths = sorted(
-        {k[len(SOURCE_PREFIX) :] for k in (*old, *fp.parts) if k.startswith(SOURCE_PREFIX)}
-    )
+    old_sources, new_sources = comparable_sources(old, fp.parts)
     sources = tuple(
-        PartRow(p, old.get(SOURCE_PREFIX + p), fp.parts.get(SOURCE_PREFIX + p, "")) for p in paths
+        PartRow(p, old_sources.get(p), new_sources.get(p, ""))
+        for p in sorted(old_sources.keys() | new_sources.keys())
     )
     return Explanation(
         model=model.name,

@@ -228,3 +228,49 @@ def test_model_json_matches_model_to_json() -> None:
     assert _manifest_parts(model.to_json()) == (manifest_hash(model), field_hashes(model.to_json()))
     fields = parse_field_hashes(field_hashes(model.to_json()))
     assert set(fields) == set(model.to_json()) and all(len(v) == 8 for v in fields.values())
+
+
+def test_many_source_files_are_detailed_per_directory(tmp_path: Path) -> None:
+    from neobuild.fingerprint import MAX_SOURCE_DETAILS
+    from neobuild.lockfile import Lock
+    from neobuild.plan import Reason, explain, plan
+
+    root = tmp_path / "repo"
+    seed_models(root, ["big"])
+    for d in range(30):
+        for f in range(10):  # 300 files > MAX_SOURCE_DETAILS
+            write(root, f"models/big/data/d{d:02d}/f{f}.bin", f"{d}-{f}")
+    model = make_model("big")
+    manifest = make_manifest(root, [model])
+    fp = fingerprint(manifest, model, templates_hash="t")
+    details = [k for k in fp.parts if k.startswith("source:")]
+    assert len(details) <= MAX_SOURCE_DETAILS
+    assert "source:models/big/data/d07/" in fp.parts
+    assert "source:models/big/export.py" in fp.parts  # shallow files stay files
+
+    from test_plan_support import fake_build
+
+    lock = fake_build(manifest, Lock())
+    (root / "models/big/data/d07/f3.bin").write_text("changed")
+    result = plan(manifest, [model], lock, templates_hash="sha256:tmpl")
+    assert result.get("big").reasons == (Reason("source-changed", "models/big/data/d07/"),)
+
+    # Crossing the threshold: old per-file details are folded to compare.
+    small = tmp_path / "small"
+    seed_models(small, ["big"])
+    for f in range(3):
+        write(small, f"models/big/data/d07/f{f}.bin", f"7-{f}")
+    small_manifest = make_manifest(small, [model])
+    small_lock = fake_build(small_manifest, Lock())
+    assert "source:models/big/data/d07/f1.bin" in small_lock.models["big"].fingerprint_parts
+    for d in range(30):
+        for f in range(10):
+            if d != 7 or f >= 3:
+                write(small, f"models/big/data/d{d:02d}/f{f}.bin", f"{d}-{f}")
+    reasons = (
+        plan(small_manifest, [model], small_lock, templates_hash="sha256:tmpl").get("big").reasons
+    )
+    assert Reason("source-added", "models/big/data/d08/") in reasons
+    assert Reason("source-changed", "models/big/data/d07/") in reasons  # f3..f9 were added
+    ex = explain(small_manifest, model, small_lock, templates_hash="sha256:tmpl")
+    assert {row.part for row in ex.sources if row.changed} >= {"models/big/data/d08/"}
