@@ -107,6 +107,9 @@ class Reason:
     detail: str = ""
 
     def __str__(self) -> str:
+        if self.kind.startswith("source-") and self.detail.endswith("/"):
+            verb = self.kind.removeprefix("source-")  # changed / added / removed
+            return f"source files {verb} under {self.detail}"
         text = REASON_TEXT.get(self.kind, self.kind)
         return f"{text}: {self.detail}" if self.detail else text
 
@@ -613,7 +616,7 @@ class Explanation:
             lines.append(f"  * manifest field {row.part}")
         changed_sources = [s for s in self.sources if s.changed]
         lines.append(
-            f"  sources: {len([s for s in self.sources if s.new])} files, "
+            f"  sources: {len([s for s in self.sources if s.new])} entries, "
             f"{len(changed_sources)} changed"
         )
         for row in changed_sources:

@@ -254,6 +254,7 @@ def test_many_source_files_are_detailed_per_directory(tmp_path: Path) -> None:
     (root / "models/big/data/d07/f3.bin").write_text("changed")
     result = plan(manifest, [model], lock, templates_hash="sha256:tmpl")
     assert result.get("big").reasons == (Reason("source-changed", "models/big/data/d07/"),)
+    assert str(result.get("big").reasons[0]) == "source files changed under models/big/data/d07/"
 
     # Crossing the threshold: old per-file details are folded to compare.
     small = tmp_path / "small"
