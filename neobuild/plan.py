@@ -292,7 +292,7 @@ def plan(
 
         merge_base = scm.merge_base(manifest.root, since)
         changed = scm.changed_paths(manifest.root, since)
-        affected = affected_models(manifest, models, changed, lock=lock, index=index)
+        affected = affected_models(manifest, changed, models, lock=lock)
         chosen = []
         for m in models:
             entry = lock.models.get(m.name)
@@ -497,11 +497,10 @@ def request_reasons(
 # ---------------------------------------------------------------- --since
 def affected_models(
     manifest: Manifest,
-    models: Iterable[Model],
     changed: Iterable[str],
+    models: Iterable[Model] | None = None,
     *,
     lock: LockLike | None = None,
-    index: SourceIndex | None = None,
 ) -> dict[str, list[str]]:
     """The models a set of changed paths affects, each with the paths that affect it.
 
@@ -514,12 +513,12 @@ def affected_models(
 
     Args:
         manifest: the loaded manifest.
-        models: the models to consider.
         changed: repo-relative posix paths (from :func:`neobuild.scm.changed_paths`).
+        models: the models to consider (default: every model of the manifest).
         lock: the current lock, to tell manifest edits that do not touch a model.
-        index: unused today; accepted so callers can share one across calls.
     """
-    del index
+    if models is None:
+        models = manifest.models.values()
     changed_set = sorted(set(changed))
     manifest_files = {_rel(manifest, Path(f)) for f in manifest.files} | {
         _rel(manifest, manifest.path)

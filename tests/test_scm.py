@@ -151,7 +151,6 @@ def test_affected_models(repo: Path) -> None:
     manifest = make_manifest(repo, _models())
     got = affected_models(
         manifest,
-        manifest.models.values(),
         ["common/util.py", "models/beta/deleted.py", "reqs/gamma.txt", "docs/readme.md"],
     )
     assert got == {
@@ -160,17 +159,15 @@ def test_affected_models(repo: Path) -> None:
         "gamma": ["reqs/gamma.txt"],
     }
     # A neo.yaml change affects every model without a lock entry saying otherwise.
-    assert set(affected_models(manifest, manifest.models.values(), ["neo.yaml"])) == {
+    assert set(affected_models(manifest, ["neo.yaml"])) == {
         "alpha",
         "beta",
         "gamma",
     }
     lock = fake_build(manifest, Lock())
-    assert affected_models(manifest, manifest.models.values(), ["neo.yaml"], lock=lock) == {}
+    assert affected_models(manifest, ["neo.yaml"], lock=lock) == {}
     edited = make_manifest(repo, [*_models()[:2], make_model("gamma", timeout=5)])
-    assert set(affected_models(edited, edited.models.values(), ["neo.yaml"], lock=lock)) == {
-        "gamma"
-    }
+    assert set(affected_models(edited, ["neo.yaml"], lock=lock)) == {"gamma"}
 
 
 def test_include_file_affects_only_its_models(repo: Path) -> None:
@@ -180,7 +177,7 @@ def test_include_file_affects_only_its_models(repo: Path) -> None:
         make_model("beta", position=repo / "neo.yaml"),
     ]
     manifest = make_manifest(repo, models, files=[team])
-    assert list(affected_models(manifest, models, ["teams/a/neo.yaml"])) == ["alpha"]
+    assert list(affected_models(manifest, ["teams/a/neo.yaml"], models)) == ["alpha"]
 
 
 def test_plan_since_selects_and_cross_checks(repo: Path) -> None:
