@@ -517,31 +517,39 @@ def _run_parallel(
     keep_going: bool,
     out: Output,
 ) -> None:
-    """Run ``one`` over ``models`` on ``jobs`` threads (each export is a subprocess)."""
-    total = len(models)
-    if not total:
+    """Run ``one`` over ``models`` on ``jobs`` threads (each export is a subprocess).
+
+    Without ``keep_going`` the first failure stops new models from starting; the
+    running ones finish, and the rest are reported as not started.
+    """
+    from neobuild.progress import BuildProgress
+
+    if not models:
         return
-    done = 0
+    workers = max(1, jobs)
     failed = False
     pending = list(models)
-    running: dict[cf.Future[ModelReport], tuple[Model, float]] = {}
-    with cf.ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="neobuild") as pool:
+    running: dict[cf.Future[ModelReport], Model] = {}
+    progress = BuildProgress(out, len(models))
+    with (
+        progress.shown(),
+        cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="neobuild") as pool,
+    ):
         try:
             while pending or running:
-                while pending and len(running) < max(1, jobs) and not (failed and not keep_going):
+                while pending and len(running) < workers and not (failed and not keep_going):
                     model = pending.pop(0)
-                    out.detail(f"starting {model.name}")
-                    running[pool.submit(one, model)] = (model, time.monotonic())
+                    progress.started(model.name)
+                    running[pool.submit(one, model)] = model
                 if not running:
                     break
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
-                    model, _t0 = running.pop(future)
-                    done += 1
+                    model = running.pop(future)
                     rep = future.result()
                     failed = failed or rep.status == "failed"
                     reports[model.name] = rep
-                    _print_progress(rep, done, total, out)
+                    progress.finished(rep)
         except KeyboardInterrupt:
             for future in running:
                 future.cancel()
@@ -557,19 +565,6 @@ def _run_parallel(
 def _error_text(exc: NeobuildError) -> str:
     # By convention a NeobuildError's message already lists its problems.
     return exc.message
-
-
-def _print_progress(rep: ModelReport, done: int, total: int, out: Output) -> None:
-    counter = f"[{done}/{total}]"
-    if rep.status == "failed":
-        out.error(f"{counter} {rep.name} failed after {rep.duration:.1f}s: {rep.message}")
-        if rep.hint:
-            out.console.print(f"    hint: {rep.hint}", markup=False)
-    else:
-        label = {"built": "built", "restored": "restored from cache"}.get(rep.status, rep.status)
-        out.info(f"{counter} {label} {rep.name} in {rep.duration:.1f}s")
-        for warning in rep.warnings:
-            out.warn(f"{rep.name}: {warning}")
 
 
 def _print_summary(report: BuildReport, out: Output) -> None:
