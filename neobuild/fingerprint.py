@@ -282,7 +282,7 @@ class SourceIndex:
                 else:
                     out.update(self.files_under(pattern))
                 continue
-            regex = _glob_regex(pattern)
+            regex = glob_regex(pattern)
             for path, st in self.files_under(prefix).items():
                 if regex.match(path):
                     out[path] = st
@@ -300,7 +300,8 @@ def _literal_prefix(pattern: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """The compiled regex of a repo-relative glob (see :meth:`SourceIndex.match`)."""
     out: list[str] = []
     parts = pattern.split("/")
     for i, part in enumerate(parts):

@@ -25,12 +25,12 @@ from neobuild.fingerprint import (
     SourceIndex,
     details_depth,
     fingerprint,
+    glob_regex,
     group_details,
     manifest_hash,
     parse_field_hashes,
     source_patterns,
 )
-from neobuild.fingerprint import _glob_regex as glob_regex
 from neobuild.model import Manifest, Model
 from neobuild.statcache import StatCache
 

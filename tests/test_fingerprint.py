@@ -275,3 +275,27 @@ def test_many_source_files_are_detailed_per_directory(tmp_path: Path) -> None:
     assert Reason("source-changed", "models/big/data/d07/") in reasons  # f3..f9 were added
     ex = explain(small_manifest, model, small_lock, templates_hash="sha256:tmpl")
     assert {row.part for row in ex.sources if row.changed} >= {"models/big/data/d08/"}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("a/**", "a/b/c.py", True),
+        ("a/**", "a", False),
+        ("a/**/*.py", "a/x.py", True),
+        ("a/**/*.py", "a/b/c/x.py", True),
+        ("a/*.py", "a/b/x.py", False),
+        ("**/*.py", "x.py", True),
+        ("**/*.py", "x.pyc", False),
+        ("a/[bc].py", "a/c.py", True),
+        ("a/[!bc].py", "a/c.py", False),
+        ("a/?.py", "a/x.py", True),
+        ("a/?.py", "a/xy.py", False),
+        ("a+b/(c).py", "a+b/(c).py", True),  # regex metacharacters are literal
+        ("a/*", "a/.hidden", True),
+    ],
+)
+def test_glob_regex(pattern: str, path: str, matches: bool) -> None:
+    from neobuild.fingerprint import glob_regex
+
+    assert bool(glob_regex(pattern).match(path)) is matches
