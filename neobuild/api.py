@@ -53,6 +53,7 @@ class ValidateResult:
     problems: tuple[Problem, ...]
     strict: bool
     model_count: int
+    promoted: int = 0  # warnings that --strict turned into errors
 
     @property
     def errors(self) -> int:
@@ -70,10 +71,10 @@ class ValidateResult:
         if not self.problems:
             return f"{self.manifest_path}: {self.model_count} model(s), no problems"
         verdict = "ok" if self.ok else "invalid"
-        strict = " (--strict: warnings count as errors)" if self.strict and self.warnings else ""
+        promoted = f" ({self.promoted} of them warnings, under --strict)" if self.promoted else ""
         return (
-            f"{self.manifest_path}: {verdict}: {self.errors} error(s), "
-            f"{self.warnings} warning(s){strict}"
+            f"{self.manifest_path}: {verdict}: {self.errors} error(s){promoted}, "
+            f"{self.warnings} warning(s)"
         )
 
 
@@ -82,6 +83,7 @@ def validate(*, manifest_path: Path, strict: bool = False) -> ValidateResult:
     from neobuild import manifest as manifest_mod
 
     loaded, problems = manifest_mod.check(manifest_path)
+    promoted = sum(1 for p in problems if p.severity == "warning") if strict else 0
     if strict:
         problems = [
             replace(p, severity="error") if p.severity == "warning" else p for p in problems
@@ -91,6 +93,7 @@ def validate(*, manifest_path: Path, strict: bool = False) -> ValidateResult:
         problems=tuple(problems),
         strict=strict,
         model_count=len(loaded.models) if loaded is not None else 0,
+        promoted=promoted,
     )
 
 
