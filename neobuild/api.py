@@ -113,6 +113,7 @@ def plan(
     matrix: int | None = None,
     explain: str | None = None,
     include_fresh: bool = False,
+    weights: Sequence[Path] = (),
 ) -> PlanOutput:
     """What ``package`` would do, and why."""
     from neobuild import build
@@ -125,6 +126,7 @@ def plan(
         matrix=matrix,
         explain=explain,
         include_fresh=include_fresh,
+        weights=weights,
     )
 
 

@@ -460,6 +460,11 @@ def build(
 
         _run_parallel(stale, one, reports, jobs=jobs, keep_going=keep_going, out=out)
 
+    built = {r.name: r.duration for r in reports.values() if r.status == "built"}
+    if built:
+        from neobuild import shard as shard_mod
+
+        shard_mod.record_weights(manifest.root, built)  # balances the next --matrix
     ordered = [reports[m.name] for m in models if m.name in reports]
     report = BuildReport(
         manifest=manifest_path, models=ordered, duration=time.monotonic() - started
@@ -601,6 +606,7 @@ def make_plan(
     matrix: int | None = None,
     explain: str | None = None,
     include_fresh: bool = False,
+    weights: Sequence[Path] = (),
 ) -> PlanOutput:
     """The plan (or, with ``explain``, one model's fingerprint breakdown; with ``matrix``, shards)."""
     from neobuild import lockfile
@@ -629,10 +635,14 @@ def make_plan(
     )
     stat_cache.save()
     if matrix is not None:
-        document = shard_mod.matrix(result, matrix, include_fresh=include_fresh)
+        durations = shard_mod.load_weights(manifest.root)
+        durations.update(shard_mod.weights_from_junit(list(weights)))
+        document = shard_mod.matrix(
+            result, matrix, include_fresh=include_fresh, weights=durations or None
+        )
         return PlanOutput(
             document=document,
-            text=json.dumps(document, indent=2),
+            text=json.dumps(document, separators=(",", ":")),
             stale_count=result.stale_count,
         )
     return PlanOutput(

@@ -8,6 +8,7 @@ Each command turns its options into keyword arguments for one function of
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -177,6 +178,14 @@ def plan(
     all_: Annotated[
         bool, typer.Option("--all", help="With --matrix: every model, not only stale ones.")
     ] = False,
+    weights: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--weights",
+            help="With --matrix: balance shards by model durations from JUnit reports of a previous run.",
+            metavar="JUNIT",
+        ),
+    ] = None,
 ) -> None:
     """List model x target work, and why each item is stale or fresh."""
 
@@ -189,8 +198,11 @@ def plan(
             matrix=matrix,
             explain=explain,
             include_fresh=all_,
+            weights=weights or [],
         )
-        if json_ or matrix is not None:
+        if matrix is not None:  # one compact line, ready for $GITHUB_OUTPUT
+            sys.stdout.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
+        elif json_:
             print_json(result.to_json())
         else:
             g.out.rich(result.render())

@@ -55,7 +55,9 @@ class Inputs:
     @property
     def names(self) -> tuple[str, ...]:
         """Input names; list-form inputs are named ``input0``, ``input1``, …"""
-        return tuple(s.name if s.name is not None else f"input{i}" for i, s in enumerate(self.items))
+        return tuple(
+            s.name if s.name is not None else f"input{i}" for i, s in enumerate(self.items)
+        )
 
     @property
     def shapes(self) -> tuple[Shape, ...]:

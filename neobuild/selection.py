@@ -35,7 +35,8 @@ def select_models(
             guess = did_you_mean(pattern.removeprefix("tag:"), names)
             raise UsageError(
                 f"no model matches {pattern!r}",
-                hint=guess or f"models in {manifest.path.name}: {', '.join(names[:10]) or '(none)'}",
+                hint=guess
+                or f"models in {manifest.path.name}: {', '.join(names[:10]) or '(none)'}",
             )
         chosen.update(m.name for m in matched)
     return [m for m in manifest.models.values() if m.name in chosen]

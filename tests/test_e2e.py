@@ -150,3 +150,20 @@ def test_outputs_are_byte_reproducible_across_checkouts(
     for name in EXPECTED_MEMBERS:
         rel = Path("build/neo") / name / "model.tar.gz"
         assert (other / rel).read_bytes() == (repo / rel).read_bytes(), name
+
+
+def test_matrix_is_one_line_balanced_by_recorded_durations(
+    built: tuple[Path, dict[str, Any]],
+) -> None:
+    repo, _ = built
+    durations = json.loads((repo / ".neobuild" / "durations.json").read_text())["durations"]
+    assert sorted(durations) == sorted(EXPECTED_MEMBERS)
+    result = neobuild("plan", "--matrix", "3", "--all", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1  # fits in $GITHUB_OUTPUT
+    include = json.loads(result.stdout)["include"]
+    assert [entry["shard"] for entry in include] == ["1/3", "2/3", "3/3"]
+    models = [name for entry in include for name in entry["models"].split()]
+    assert sorted(models) == sorted(EXPECTED_MEMBERS)
+    # Nothing is stale after the build: the default matrix is empty.
+    assert json.loads(neobuild("plan", "--matrix", "3", cwd=repo).stdout) == {"include": []}
