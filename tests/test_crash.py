@@ -49,7 +49,7 @@ from neobuild.lockfile import Lock, read_lock
 pytestmark = [pytest.mark.frameworks, pytest.mark.slow]
 
 MODELS = ("m0", "m1", "m2", "m3")
-TRIALS = 24
+TRIALS = 22
 RESET_EVERY = 8
 EVENTS = ("staging", "swap", "lock", "second-swap")
 BUILD_REL = "build/neo"
@@ -104,7 +104,7 @@ def model_json(index: int, generation: int) -> str:
 
 def export_source(index: int, generation: int, *, delay: float | None = None) -> str:
     if delay is None:
-        delay = round(0.15 + 0.5 * random.Random(f"m{index}-{generation}").random(), 3)
+        delay = round(0.1 + 0.4 * random.Random(f"m{index}-{generation}").random(), 3)
     return EXPORT.format(generation=generation, delay=delay, model=model_json(index, generation))
 
 
@@ -416,7 +416,8 @@ def crash_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashRun]:
                 how = f"on {event}"
             else:
                 k = time_trials.index(number)
-                fraction = 0.04 + 0.92 * ((k * 5) % len(time_trials)) / (len(time_trials) - 1)
+                # Golden-ratio steps: distinct moments spread over the run, in no order.
+                fraction = 0.04 + 0.86 * ((k * 0.6180339887) % 1.0)
                 how = f"at {fraction * full_run:.2f}s"
             trial = Trial(number=number, how=how, from_scratch=from_scratch)
             out = tmp / f"trial-{number}.json"
@@ -491,6 +492,8 @@ def test_kills_land_in_different_phases(crash_run: CrashRun) -> None:
     trials = crash_run.trials
     assert len(trials) >= 20
     print(_summary(crash_run))
+    moments = [t.how for t in trials if t.how.startswith("at ")]
+    assert len(set(moments)) == len(moments), moments
     killed = [t for t in trials if not t.exited_before_kill]
     assert len(killed) >= 18, _summary(crash_run)
     # Before any lock was written, part-way through, and between a swap into place and
@@ -578,7 +581,7 @@ def holder_pid(repo: Path) -> int | None:
 
 
 def test_second_run_names_the_holder_or_waits(tmp_path: Path) -> None:
-    repo = slow_repo(tmp_path, delay=2.0)
+    repo = slow_repo(tmp_path, delay=3.5)
     env = cli_env(tmp_path)
     first = start_cli(
         "package", "--all", "-j", "2", "--json", repo=repo, env=env, out=tmp_path / "first.json"
@@ -644,14 +647,14 @@ def test_killed_run_does_not_block_the_next(tmp_path: Path) -> None:
     "staging directory",
 )
 def test_killed_run_leaves_no_export_running(tmp_path: Path) -> None:
-    repo = slow_repo(tmp_path, delay=600.0, extra="    timeout: 3\n")
+    repo = slow_repo(tmp_path, delay=600.0, extra="    timeout: 2\n")
     env = cli_env(tmp_path)
     proc = start_cli("package", "--all", "-j", "2", repo=repo, env=env, out=tmp_path / "k.out")
     try:
         wait_for(lambda: len(staging_entries(repo)) == 2, "both exports to start")
         wait_for(lambda: len(processes_in(repo)) >= 3, "the export processes")
         kill_group(proc)
-        time.sleep(5)  # longer than the models' timeout
+        time.sleep(4)  # longer than the models' timeout
         assert processes_in(repo) == []
     finally:
         kill_group(proc)
