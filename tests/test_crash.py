@@ -223,7 +223,9 @@ def locked_files(name: str, entry: Any) -> dict[str, tuple[str, int | None]]:
     return files
 
 
-def expected_drifts(repo: Path, lock: Lock) -> set[tuple[str, str | None, str | None]]:
+def expected_drifts(
+    repo: Path, lock: Lock, models: tuple[str, ...] = MODELS
+) -> set[tuple[str, str | None, str | None]]:
     """The drifts ``verify`` must report, found here by re-hashing and listing files."""
     drifts: set[tuple[str, str | None, str | None]] = set()
     listed: dict[str, set[str]] = {}
@@ -238,7 +240,7 @@ def expected_drifts(repo: Path, lock: Lock) -> set[tuple[str, str | None, str | 
             data = path.read_bytes()
             if (size is not None and len(data) != size) or sha256(data) != digest:
                 drifts.add(("modified", name, rel))
-    for name in MODELS:
+    for name in models:
         if name not in lock.models:
             drifts.add(("pending", name, None))
     build = repo / BUILD_REL
@@ -246,7 +248,7 @@ def expected_drifts(repo: Path, lock: Lock) -> set[tuple[str, str | None, str | 
         for child in sorted(build.iterdir()):
             if child.name.startswith("."):
                 continue
-            assert child.name in MODELS and child.is_dir(), f"unexpected {child}"
+            assert child.name in models and child.is_dir(), f"unexpected {child}"
             for path in sorted(child.rglob("*")):
                 if path.is_dir():
                     continue
@@ -259,12 +261,14 @@ def expected_drifts(repo: Path, lock: Lock) -> set[tuple[str, str | None, str | 
     return drifts
 
 
-def complete_models(repo: Path, lock: Lock, generations: dict[str, int]) -> set[str]:
+def complete_models(
+    repo: Path, lock: Lock, generations: dict[str, int], models: tuple[str, ...] = MODELS
+) -> set[str]:
     """Models whose lock entry is for their current sources and whose outputs are intact."""
-    drifts = expected_drifts(repo, lock)
+    drifts = expected_drifts(repo, lock, models)
     bad = {model for _, model, _ in drifts}
     done = set()
-    for index, name in enumerate(MODELS):
+    for index, name in enumerate(models):
         entry = lock.models.get(name)
         if entry is None or name in bad:
             continue
@@ -302,7 +306,9 @@ class Trial:
         return f"trial {self.number} (killed {self.how}{scratch})"
 
 
-def check_verify(repo: Path, env: dict[str, str], lock: Lock | None) -> tuple[int, list[str], Any]:
+def check_verify(
+    repo: Path, env: dict[str, str], lock: Lock | None, models: tuple[str, ...] = MODELS
+) -> tuple[int, list[str], Any]:
     """Run ``verify --json``; problems where it does not match the files on disk."""
     result = run_cli("verify", "--json", repo=repo, env=env)
     problems: list[str] = []
@@ -311,7 +317,7 @@ def check_verify(repo: Path, env: dict[str, str], lock: Lock | None) -> tuple[in
     data = parse_json(result.stdout, "verify --json")
     reported = {(d["kind"], d["model"], d["path"]) for d in data["drifts"]}
     if lock is not None:
-        expected = expected_drifts(repo, lock)
+        expected = expected_drifts(repo, lock, models)
         for drift in sorted(expected - reported, key=str):
             problems.append(f"verify missed a real drift {drift}")
         for drift in sorted(reported - expected, key=str):
@@ -659,3 +665,126 @@ def test_killed_run_leaves_no_export_running(tmp_path: Path) -> None:
     finally:
         kill_group(proc)
         kill_leftovers(repo)
+
+
+# --------------------------------------------------------------------------- exact crash points
+
+#: Runs the real CLI with SIGKILL delivered to itself at one exact point of the swap into
+#: place or of the neo.lock update (the windows a timed kill rarely hits).
+INJECT = """
+import os, signal, sys
+
+import neobuild.atomic
+import neobuild.build
+
+point = sys.argv[1]
+sys.argv = ["neobuild", *sys.argv[2:]]
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _Os:
+    def __init__(self, replace):
+        self.replace = replace
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+def build_replace(src, dst):
+    aside = "-old-" in os.path.basename(dst)
+    os.replace(src, dst)
+    if (point, aside) in (("moved-aside", True), ("swapped", False)):
+        die()
+
+
+def atomic_replace(src, dst):
+    is_lock = os.path.basename(dst) == "neo.lock"
+    if is_lock and point == "lock-temp-written":
+        die()
+    os.replace(src, dst)
+    if is_lock and point == "lock-replaced":
+        die()
+
+
+neobuild.build.os = _Os(build_replace)
+neobuild.atomic.os = _Os(atomic_replace)
+
+from neobuild.cli import main
+
+main()
+"""
+
+PAIR = ("m0", "m1")
+
+#: point -> (models complete after the kill, kinds of drift verify must find)
+POINTS = {
+    "moved-aside": (set(), {"missing"}),
+    "swapped": (set(), {"modified"}),
+    "lock-temp-written": (set(), {"modified"}),
+    "lock-replaced": ({"m0"}, set()),
+}
+
+
+@pytest.fixture(scope="module")
+def built_pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two models, built once; each test works on a copy."""
+    tmp = tmp_path_factory.mktemp("pair")
+    repo = tmp / "repo"
+    write_tree(
+        repo,
+        {
+            "neo.yaml": manifest_text(PAIR),
+            **{f"models/m{i}/export.py": export_source(i, 0, delay=0) for i in range(2)},
+        },
+    )
+    init_repo(repo)
+    result = run_cli("package", "--all", repo=repo, env=cli_env(tmp))
+    assert result.returncode == 0, result.stderr
+    return repo
+
+
+@pytest.mark.parametrize("point", sorted(POINTS))
+def test_kill_at_an_exact_point(built_pair: Path, tmp_path: Path, point: str) -> None:
+    repo = tmp_path / "repo"
+    shutil.copytree(built_pair, repo, symlinks=True)
+    env = cli_env(tmp_path)
+    generations = {"m0": 1, "m1": 1}
+    for index in range(2):
+        (repo / f"models/m{index}/export.py").write_text(export_source(index, 1, delay=0))
+    before = read_lock(repo / "neo.lock")
+    killed = subprocess.run(
+        [sys.executable, "-c", INJECT, point, "package", "--all", "-j", "1"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    kill_leftovers(repo)
+
+    lock = read_lock(repo / "neo.lock")  # parses, passes LOCK_SCHEMA
+    assert set(lock.models) == {"m0", "m1"}
+    assert lock.models["m1"] == before.models["m1"]  # not started: untouched
+    want_complete, want_kinds = POINTS[point]
+    complete = complete_models(repo, lock, generations, PAIR)
+    assert complete == want_complete
+    rc, problems, data = check_verify(repo, env, lock, PAIR)
+    assert not problems, problems
+    assert {d["kind"] for d in data["drifts"]} == want_kinds
+    assert rc == (1 if want_kinds else 0)
+    if point == "lock-temp-written":
+        assert list(repo.glob(".neo.lock.*")), "the kill left no temp file: wrong point?"
+
+    rerun = run_cli("package", "--all", "-j", "1", "--json", repo=repo, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    status = {m["name"]: m["status"] for m in parse_json(rerun.stdout, "package")["models"]}
+    assert status == {n: "fresh" if n in complete else "built" for n in PAIR}
+    final = read_lock(repo / "neo.lock")
+    assert complete_models(repo, final, generations, PAIR) == set(PAIR)
+    rc, problems, _ = check_verify(repo, env, final, PAIR)
+    assert (rc, problems) == (0, [])
+    assert not list(repo.glob(".neo.lock.*.tmp")), "a dead writer's temp file survived"
