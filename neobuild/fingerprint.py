@@ -192,15 +192,12 @@ def parse_field_hashes(text: str) -> dict[str, str]:
 def adapter_version(framework: str) -> str:
     """``<framework>@<adapter version>``; version ``0`` while the adapter does not exist.
 
-    Reading the version imports the adapter module (once per process).
+    Read from :data:`neobuild.frameworks.ADAPTER_VERSIONS`: the adapter module itself
+    (which may import h5py or numpy) is not imported.
     """
-    try:
-        from neobuild.frameworks import get_adapter
+    from neobuild.frameworks import ADAPTER_VERSIONS
 
-        version = str(get_adapter(framework).version)
-    except (ImportError, KeyError, AttributeError):
-        version = "0"
-    return f"{framework}@{version}"
+    return f"{framework}@{ADAPTER_VERSIONS.get(framework, '0')}"
 
 
 class SourceIndex:

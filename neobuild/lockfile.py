@@ -16,8 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
+import marshal
+import os
 import re
+import struct
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,7 +34,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from neobuild.atomic import atomic_write_text
+from neobuild import __version__
+from neobuild.atomic import atomic_write_bytes
 from neobuild.errors import LockError, Problem
 
 __all__ = [
@@ -434,6 +440,11 @@ def dumps(lock: Lock) -> str:
     Raises:
         LockError: the content breaks :data:`LOCK_SCHEMA` (a bug in the caller).
     """
+    return _dumps_data(lock)[0]
+
+
+def _dumps_data(lock: Lock) -> tuple[str, dict[str, Any]]:
+    """:func:`dumps`, and the plain data it was written from."""
     data = lock.to_json()
     if not _conforms_mapping(data, LOCK_SCHEMA):
         validator = _Validator(LOCK_SCHEMA)  # a validator holds state: one per use
@@ -443,7 +454,7 @@ def dumps(lock: Lock) -> str:
                 f"refusing to write an invalid neo.lock: {problems}",
                 hint="this is a bug in neobuild; please report it",
             )
-    return _text(data)
+    return _text(data), data
 
 
 def _text(data: Mapping[str, Any]) -> str:
@@ -685,8 +696,16 @@ def loads(text: str, *, path: Path = Path(LOCK_NAME)) -> Lock:
     return Lock(models={str(name): _entry_from_data(e) for name, e in document["models"].items()})
 
 
-def read_lock(path: Path) -> Lock:
+def read_lock(path: Path, *, use_cache: bool = True) -> Lock:
     """Read ``neo.lock``; a missing file is an empty lock.
+
+    A valid lock's parsed content is cached in ``.neobuild/lockcache`` beside it (when
+    that directory exists), keyed by the SHA-256 of the lock's bytes: reading an
+    unchanged 1,000-model lock then costs one read, one hash and one ``marshal.loads``.
+
+    Args:
+        path: The lock file.
+        use_cache: False parses the text even when the cache has it (and stores nothing).
 
     Raises:
         InvalidLockError: the file is not a valid lock (the message has ``FILE:LINE:COL``).
@@ -694,12 +713,103 @@ def read_lock(path: Path) -> Lock:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return Lock()
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise LockError(f"cannot read {path}: {exc}", hint=_FIX_HINT) from exc
-    return loads(text, path=path)
+    key = hashlib.sha256(raw).digest()
+    if use_cache:
+        cached = _cache_lookup(path, key)
+        if cached is not None:
+            return cached
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LockError(f"cannot read {path}: {exc}", hint=_FIX_HINT) from exc
+    # Universal newlines, as Path.read_text would give.
+    lock = loads(text.replace("\r\n", "\n").replace("\r", "\n"), path=path)
+    if use_cache:
+        _cache_store(path, key, lock.to_json()["models"])
+    return lock
+
+
+# --------------------------------------------------------------------------- parse cache
+
+CACHE_DIR = ".neobuild"
+CACHE_NAME = "lockcache"
+_CACHE_MAGIC = b"NBLOCKC\0"
+_CACHE_FORMAT = 1
+# magic, format, marshal version, sha256(lock bytes), sha256(code stamp), sha256(payload)
+_CACHE_HEADER = struct.Struct("<8sII32s32s32s")
+
+
+def _cache_file(path: Path) -> Path:
+    return path.parent / CACHE_DIR / CACHE_NAME
+
+
+@functools.cache
+def _code_stamp() -> bytes:
+    """neobuild's version and this module's size and mtime: an edited reader (an editable
+    install) never reuses what an older one parsed."""
+    try:
+        st = os.stat(__file__)
+        stamp = f"{__version__}:{_CACHE_FORMAT}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:  # pragma: no cover - the module is being read, so it exists
+        stamp = f"{__version__}:{_CACHE_FORMAT}"
+    return hashlib.sha256(stamp.encode()).digest()
+
+
+def _cache_lookup(path: Path, key: bytes) -> Lock | None:
+    """The cached parse of a lock whose bytes hash to ``key``; None if absent or unusable."""
+    try:
+        blob = _cache_file(path).read_bytes()
+        magic, fmt, marshal_version, lock_key, stamp, digest = _CACHE_HEADER.unpack_from(blob)
+        if (
+            magic != _CACHE_MAGIC
+            or fmt != _CACHE_FORMAT
+            or marshal_version != marshal.version
+            or lock_key != key
+            or stamp != _code_stamp()
+        ):
+            return None
+        payload = blob[_CACHE_HEADER.size :]
+        if hashlib.sha256(payload).digest() != digest:
+            return None
+        models = marshal.loads(payload)
+        return Lock(models={str(name): _entry_from_data(e) for name, e in models.items()})
+    except (OSError, struct.error, ValueError, EOFError, TypeError, KeyError, AttributeError):
+        return None  # missing, corrupt or foreign: parse the lock itself
+
+
+def _cache_store(path: Path, key: bytes, models: Mapping[str, Any]) -> None:
+    """Remember the parse of a valid lock; only where ``.neobuild/`` already exists."""
+    target = _cache_file(path)
+    if not target.parent.is_dir():
+        return
+    try:
+        payload = marshal.dumps(dict(models))
+        header = _CACHE_HEADER.pack(
+            _CACHE_MAGIC,
+            _CACHE_FORMAT,
+            marshal.version,
+            key,
+            _code_stamp(),
+            hashlib.sha256(payload).digest(),
+        )
+        # Renamed into place but not fsynced: a torn cache fails its checksum, and
+        # syncing 1 MB per model update would slow parallel builds down.
+        fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_NAME}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(header + payload)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except (OSError, ValueError):
+        pass  # a cache that cannot be written only costs time
 
 
 # --------------------------------------------------------------------------- writing
@@ -734,15 +844,18 @@ def _remove_stale_temps(path: Path) -> None:
 
 
 def _write_unlocked(path: Path, lock: Lock) -> None:
-    text = dumps(lock)
+    text, data = _dumps_data(lock)
     _remove_stale_temps(path)
+    encoded = text.encode("utf-8")
     try:
-        atomic_write_text(path, text)
+        atomic_write_bytes(path, encoded)
     except OSError as exc:
         raise LockError(
             f"cannot write {path}: {exc.strerror or exc}",
             hint="check that the repository directory is writable",
         ) from exc
+    # The next read (the next update_lock of a parallel build, or plan) skips parsing.
+    _cache_store(path, hashlib.sha256(encoded).digest(), data["models"])
 
 
 def write_lock(path: Path, lock: Lock, *, timeout: float = LOCK_TIMEOUT) -> None:

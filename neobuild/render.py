@@ -20,13 +20,16 @@ import functools
 import hashlib
 import json
 import math
+import os
 import stat
+import sys
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 from neobuild.errors import RenderError
 from neobuild.model import Manifest, Model
@@ -87,8 +90,14 @@ def pyrepr(value: Any) -> PyCode:
     return PyCode(_literal(value))
 
 
+def _is_undefined(value: Any) -> bool:
+    """True for a jinja ``Undefined`` (jinja2 is imported only when something renders)."""
+    module = sys.modules.get("jinja2")
+    return module is not None and isinstance(value, module.Undefined)
+
+
 def _literal(value: Any) -> str:
-    if isinstance(value, jinja2.Undefined):
+    if _is_undefined(value):
         str(value)  # StrictUndefined raises UndefinedError naming the variable
     if value is None or isinstance(value, bool | int):
         return repr(value)
@@ -109,7 +118,7 @@ def _literal(value: Any) -> str:
 
 
 def _tojson(value: Any) -> PyCode:
-    if isinstance(value, jinja2.Undefined):
+    if _is_undefined(value):
         str(value)
     return PyCode(json.dumps(value, sort_keys=True))
 
@@ -123,7 +132,7 @@ def _comment(value: Any) -> PyCode:
 def _finalize(value: Any) -> Any:
     if isinstance(value, PyCode | bool | int | float):
         return value
-    if isinstance(value, jinja2.Undefined):
+    if _is_undefined(value):
         return value  # StrictUndefined raises when printed
     raise ValueError(
         f"a bare {type(value).__name__} value ({str(value)[:40]!r}) was inserted into the "
@@ -131,8 +140,12 @@ def _finalize(value: Any) -> Any:
     )
 
 
+@functools.cache
 def builtin_templates_dir() -> Path:
-    """The shipped templates: ``neobuild/templates`` in a wheel, ``<repo>/templates`` in a checkout."""
+    """The shipped templates: ``neobuild/templates`` in a wheel, ``<repo>/templates`` in a checkout.
+
+    Looked up once per process (``plan`` asks once per model).
+    """
     package = Path(__file__).resolve().parent
     for candidate in (package / "templates", package.parent / "templates"):
         if candidate.is_dir():
@@ -162,6 +175,8 @@ def _search_path(templates_dir: Path | Sequence[Path] | None) -> tuple[Path, ...
 
 @functools.lru_cache(maxsize=32)
 def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
+    import jinja2  # here: `plan` hashes templates but never renders them
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(p) for p in search_path]),
         undefined=jinja2.StrictUndefined,
@@ -179,6 +194,8 @@ def _environment(search_path: tuple[Path, ...]) -> jinja2.Environment:
 
 def _error_line(exc: BaseException, filename: str | None) -> int:
     """The template line an exception was raised at (jinja rewrites tracebacks to it)."""
+    import jinja2
+
     line = getattr(exc, "lineno", None)
     if isinstance(exc, jinja2.TemplateSyntaxError) and line:
         return int(line)
@@ -210,6 +227,8 @@ def render(
             variable, inserts an unfiltered value, or fails otherwise; names the template
             file and line.
     """
+    import jinja2
+
     env = _environment(_search_path(templates_dir))
     filename: str | None = None
     try:
@@ -259,16 +278,50 @@ def _read(path: Path, mtime_ns: int, size: int) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _winner(name: str, search_path: Sequence[Path]) -> tuple[str, int, int, int] | None:
+    """``(file, mtime_ns, size, inode)`` of the template ``name`` that wins the search."""
+    for directory in search_path:
+        path = os.path.join(directory, name)
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            return path, info.st_mtime_ns, info.st_size, info.st_ino
+    return None
+
+
+#: templates_hash results, keyed by each template's name and winning file's stat.
+_HASHES: dict[tuple[tuple[str, str, int, int, int], ...], str] = {}
+
+
 def templates_hash(names: Iterable[str], templates_dir: Path | Sequence[Path] | None = None) -> str:
     """``sha256:<hex>`` of the templates actually used (name and winning source, sorted).
 
-    A user override changes the hash, so the lock and fingerprint notice it.
+    A user override changes the hash, so the lock and fingerprint notice it. Within a
+    process the hash is reused while every winning file keeps its stat (``plan`` asks
+    for the same few templates once per model).
     """
-    digest = hashlib.sha256()
+    search_path = _search_path(templates_dir)
+    key: list[tuple[str, str, int, int, int]] = []
     for name in sorted(set(names)):
-        source, _ = template_source(name, templates_dir)
+        found = _winner(name, search_path)
+        if found is None:
+            raise RenderError(f"template {name} not found", hint="check templates_dir in neo.yaml")
+        key.append((name, *found))
+    frozen = tuple(key)
+    cached = _HASHES.get(frozen)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256()
+    for name, path, mtime_ns, size, _ in frozen:
+        source = _read(Path(path), mtime_ns, size)
         digest.update(name.encode() + b"\0" + source.encode("utf-8") + b"\0")
-    return "sha256:" + digest.hexdigest()
+    result = "sha256:" + digest.hexdigest()
+    if len(_HASHES) > 1024:
+        _HASHES.clear()
+    _HASHES[frozen] = result
+    return result
 
 
 def model_template_dirs(manifest: Manifest, model: Model) -> tuple[Path, ...]:

@@ -1,4 +1,9 @@
-"""Framework adapters, one module each; :func:`get_adapter` picks one by name."""
+"""Framework adapters, one module each; :func:`get_adapter` picks one by name.
+
+:data:`ADAPTER_VERSIONS` lets ``plan`` fingerprint a model without importing its
+adapter (some import h5py or numpy); ``tests/test_perf_imports.py`` checks that it
+equals every module's ``ADAPTER.version``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import importlib
 
 from neobuild.frameworks.base import Adapter, Artifacts
 
-__all__ = ["Adapter", "Artifacts", "get_adapter"]
+__all__ = ["ADAPTER_VERSIONS", "Adapter", "Artifacts", "adapter_version", "get_adapter"]
 
 _MODULES = {
     "keras": "neobuild.frameworks.keras",
@@ -18,6 +23,27 @@ _MODULES = {
     "xgboost": "neobuild.frameworks.xgboost",
     "darknet": "neobuild.frameworks.darknet",
 }
+
+#: Each adapter's ``version`` (bump it here too when an adapter's checks change).
+ADAPTER_VERSIONS: dict[str, str] = {
+    "darknet": "1",
+    "keras": "1",
+    "mxnet": "1",
+    "onnx": "1",
+    "pytorch": "1",
+    "tensorflow": "1",
+    "tflite": "1",
+    "xgboost": "1",
+}
+
+
+def adapter_version(framework: str) -> str:
+    """The ``version`` of a framework's adapter, without importing the adapter.
+
+    Raises:
+        KeyError: no adapter for ``framework``.
+    """
+    return ADAPTER_VERSIONS[framework]
 
 
 def get_adapter(framework: str) -> Adapter:

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from neobuild.frameworks._common import (
     FoundShape,
     compare_inputs,
@@ -62,6 +60,8 @@ def read_h5(path: Path) -> KerasFile:
         KerasFileError: if the file is not HDF5, has no ``model_config`` (e.g. weights
             only), or its config is not a model config.
     """
+    import h5py  # here, not at module level: importing it costs ~0.2 s and `plan` never needs it
+
     try:
         with h5py.File(path, "r") as h5:
             attrs = {key: _text(h5.attrs[key]) for key in h5.attrs}

@@ -12,8 +12,6 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-import tflite
-
 from neobuild.frameworks._common import (
     compare_inputs,
     describe_files,
@@ -30,11 +28,16 @@ FILE_IDENTIFIER = b"TFL3"
 #: Resource-variable ops: a model converted from a function that still reads
 #: tf.Variables keeps them, and the interpreter then computes with uninitialised
 #: variables (NaN outputs).
-_VARIABLE_OPS = {
-    tflite.BuiltinOperator.VAR_HANDLE: "VAR_HANDLE",
-    tflite.BuiltinOperator.READ_VARIABLE: "READ_VARIABLE",
-    tflite.BuiltinOperator.ASSIGN_VARIABLE: "ASSIGN_VARIABLE",
-}
+#: (Names only: the ``tflite`` package, and numpy with it, is imported when a file is read.)
+_VARIABLE_OP_NAMES = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+
+
+def _variable_ops() -> dict[int, str]:
+    """Builtin operator code -> name of the resource-variable ops."""
+    import tflite
+
+    return {getattr(tflite.BuiltinOperator, name): name for name in _VARIABLE_OP_NAMES}
+
 
 _HINT = (
     "convert one model with tf.lite.TFLiteConverter and write the bytes to"
@@ -72,6 +75,8 @@ def read_tflite(path: Path) -> TFLiteFile:
         raise TFLiteFileError(
             f"not a TFLite flatbuffer (bytes 4..8 are {data[4:8]!r}, expected {FILE_IDENTIFIER!r})"
         )
+    import tflite  # here, not at module level: it imports numpy (~0.2 s), `plan` never needs it
+
     try:
         model = tflite.Model.GetRootAs(data, 0)
         if model.SubgraphsLength() < 1:
@@ -102,10 +107,11 @@ def read_tflite(path: Path) -> TFLiteFile:
             codes.add(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
     except (struct.error, IndexError, ValueError, TypeError) as exc:
         raise TFLiteFileError(f"an unreadable TFLite flatbuffer ({exc})") from exc
+    variable_ops = _variable_ops()
     return TFLiteFile(
         inputs=inputs,
         signature_inputs=signature_inputs,
-        variable_ops=tuple(sorted(_VARIABLE_OPS[c] for c in codes if c in _VARIABLE_OPS)),
+        variable_ops=tuple(sorted(variable_ops[c] for c in codes if c in variable_ops)),
         subgraphs=model.SubgraphsLength(),
     )
 

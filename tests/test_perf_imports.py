@@ -1,0 +1,107 @@
+"""What keeps `plan` fast: adapter versions without adapter imports, lean imports, the lock cache."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from neobuild import lockfile
+from neobuild.fingerprint import adapter_version
+from neobuild.frameworks import _MODULES, ADAPTER_VERSIONS
+from neobuild.lockfile import FileRecord, Lock, LockEntry
+
+
+@pytest.mark.parametrize("framework", sorted(_MODULES))
+def test_adapter_version_table_matches_the_adapter(framework: str) -> None:
+    module = importlib.import_module(_MODULES[framework])
+    assert ADAPTER_VERSIONS[framework] == module.ADAPTER.version
+    assert module.ADAPTER.name == framework
+    assert adapter_version(framework) == f"{framework}@{module.ADAPTER.version}"
+
+
+def test_table_lists_exactly_the_adapters() -> None:
+    assert set(ADAPTER_VERSIONS) == set(_MODULES)
+
+
+HEAVY = ("h5py", "numpy", "tflite", "onnx", "jinja2", "pydantic", "rich")
+
+
+def test_fingerprinting_every_framework_imports_nothing_heavy(tmp_path: Path) -> None:
+    # A fresh interpreter: the test process has imported everything already.
+    code = f"""
+import json, sys
+from neobuild import fingerprint, lockfile, plan, render, statcache, manifest
+for name in {sorted(_MODULES)!r}:
+    fingerprint.adapter_version(name)
+print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert json.loads(out) == []
+
+
+def _entry(n: int) -> LockEntry:
+    rec = FileRecord(size=n, sha256="sha256:" + f"{n:064x}")
+    return LockEntry(
+        fingerprint=f"sha256:{n:064x}",
+        framework="onnx",
+        framework_version=None,
+        exported_with={"onnx": "1.17"},
+        files={"model.onnx": rec},
+        archive=rec,
+        archive_path=f"build/neo/m{n}/model.tar.gz",
+        outputs={"code/inference.py": rec},
+        requests={},
+        smoke=None,
+        fingerprint_parts={"manifest": "x"},
+        jobs={},
+        git_commit=None,
+        git_dirty=None,
+    )
+
+
+def test_lock_cache_is_used_and_follows_every_change(tmp_path: Path) -> None:
+    (tmp_path / ".neobuild").mkdir()
+    path = tmp_path / lockfile.LOCK_NAME
+    lockfile.write_lock(path, Lock(models={"a": _entry(1), "b": _entry(2)}))
+    cache = tmp_path / ".neobuild" / lockfile.CACHE_NAME
+    assert cache.is_file()
+    first = lockfile.read_lock(path)
+    assert first == lockfile.read_lock(path, use_cache=False)
+
+    # An edit that keeps the size and the mtime is still seen: the key is the content.
+    text = path.read_text()
+    edited = text.replace(f"fingerprint: sha256:{1:064x}", f"fingerprint: sha256:{9:064x}", 1)
+    assert len(edited) == len(text)
+    stat = path.stat()
+    path.write_text(edited)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert lockfile.read_lock(path).models["a"].fingerprint == f"sha256:{9:064x}"
+
+    # A corrupt cache is ignored, then replaced.
+    cache.write_bytes(b"garbage")
+    assert lockfile.read_lock(path) == lockfile.read_lock(path, use_cache=False)
+    assert cache.read_bytes() != b"garbage"
+
+
+def test_lock_cache_never_hides_an_invalid_lock(tmp_path: Path) -> None:
+    (tmp_path / ".neobuild").mkdir()
+    path = tmp_path / lockfile.LOCK_NAME
+    lockfile.write_lock(path, Lock(models={"a": _entry(1)}))
+    path.write_text(path.read_text().replace("framework: onnx", "framework: []"))
+    with pytest.raises(lockfile.InvalidLockError):
+        lockfile.read_lock(path)
+
+
+def test_no_cache_directory_is_created_beside_a_lock(tmp_path: Path) -> None:
+    path = tmp_path / lockfile.LOCK_NAME
+    lockfile.write_lock(path, Lock(models={"a": _entry(1)}))
+    assert lockfile.read_lock(path).models["a"] == _entry(1)
+    assert not (tmp_path / ".neobuild").exists()
