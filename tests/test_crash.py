@@ -21,6 +21,16 @@ costs a Python start-up, not an XGBoost import) after a seeded delay, so kills l
 in different phases. Trials run in one repository, one after the other: each edits
 three of the four models (a new "generation" of each), so the killed run replaces
 existing outputs; every eighth trial starts from scratch (no build dir, no lock).
+
+Timed kills rarely land in the few milliseconds between a swap into place and the
+lock update, so ``test_kill_at_an_exact_point`` also runs the real CLI with SIGKILL
+sent to itself at each such point. The concurrency tests check the build lock: a
+second run exits 1 naming the holder's pid, ``--wait`` queues, and the lock of a
+killed run (an ``flock``) never blocks the next one.
+
+Two known defects are ``xfail(strict=True)``: the next run does not clean the
+staging directories a killed run left, and a killed neobuild leaves its exports
+running (they run in sessions of their own).
 """
 
 from __future__ import annotations
