@@ -2,6 +2,10 @@
 
 One place decides colour, verbosity and whether a live progress display is allowed
 (a terminal, and ``CI`` unset), so commands never ask ``isatty`` themselves.
+
+``rich`` is imported only when something needs it (a terminal, forced colour, or a
+rich renderable): plain lines to a pipe or a CI log are written directly, which keeps
+the start-up of ``plan --json`` and a no-op ``package`` short.
 """
 
 from __future__ import annotations
@@ -10,9 +14,13 @@ import json
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
+
+#: Environment variables with which rich would style output that is not a terminal.
+_RICH_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 
 
 @dataclass
@@ -22,14 +30,32 @@ class Output:
     verbosity: int = 0  # -1 quiet, 0 normal, 1+ verbose
     err: Console | None = None
 
-    def __post_init__(self) -> None:
-        if self.err is None:
-            self.err = Console(stderr=True, highlight=False, soft_wrap=True)
-
     @property
     def console(self) -> Console:
-        assert self.err is not None
+        """The rich console on stderr (created, and rich imported, on first use)."""
+        if self.err is None:
+            from rich.console import Console
+
+            self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         return self.err
+
+    def _plain(self) -> bool:
+        """True when a line can go straight to stderr: no console yet, no styling wanted."""
+        if self.err is not None:
+            return False
+        if any(os.environ.get(name) for name in _RICH_ENV):
+            return False
+        try:
+            return not sys.stderr.isatty()
+        except (AttributeError, ValueError):  # a replaced or closed stderr
+            return False
+
+    def _print(self, message: str, style: str | None = None) -> None:
+        if self._plain():
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+        else:
+            self.console.print(message, markup=False, style=style)
 
     @property
     def live(self) -> bool:
@@ -39,19 +65,19 @@ class Output:
     def info(self, message: str) -> None:
         """A normal message (hidden with -q)."""
         if self.verbosity >= 0:
-            self.console.print(message, markup=False)
+            self._print(message)
 
     def detail(self, message: str) -> None:
         """A -v message."""
         if self.verbosity > 0:
-            self.console.print(message, markup=False, style="dim")
+            self._print(message, style="dim")
 
     def warn(self, message: str) -> None:
         """A warning: shown even with -q."""
-        self.console.print(f"warning: {message}", markup=False, style="yellow")
+        self._print(f"warning: {message}", style="yellow")
 
     def error(self, message: str) -> None:
-        self.console.print(f"error: {message}", markup=False, style="bold red")
+        self._print(f"error: {message}", style="bold red")
 
     def rich(self, renderable: Any) -> None:
         if self.verbosity >= 0:

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import platformdirs
-
 from neobuild import __version__
 from neobuild.console import Output
 from neobuild.errors import (
@@ -40,6 +38,8 @@ def report_error(out: Output, exc: NeobuildError) -> None:
 
 
 def crash_dir() -> Path:
+    import platformdirs  # only when a crash log is written
+
     return Path(platformdirs.user_log_dir("neobuild", appauthor=False))
 
 

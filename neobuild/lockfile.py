@@ -26,13 +26,13 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import cerberus
-import filelock
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+if TYPE_CHECKING:
+    import filelock
+
+# cerberus, ruamel.yaml and filelock are imported where they are used: reading a valid
+# lock (what `plan` does) needs none of them.
 
 from neobuild import __version__
 from neobuild.atomic import atomic_write_bytes
@@ -150,12 +150,23 @@ LOCK_SCHEMA: dict[str, Any] = {
 """The cerberus schema of the whole lock document."""
 
 
-class _Validator(cerberus.Validator):  # type: ignore[misc]
-    # "count": an int that is not a bool (cerberus' "integer" accepts True).
-    types_mapping: ClassVar[dict[str, Any]] = {
-        **cerberus.Validator.types_mapping,
-        "count": cerberus.TypeDefinition("count", (int,), (bool,)),
-    }
+@functools.cache
+def _validator_class() -> Any:
+    import cerberus
+
+    class LockValidator(cerberus.Validator):  # type: ignore[misc]
+        # "count": an int that is not a bool (cerberus' "integer" accepts True).
+        types_mapping: ClassVar[dict[str, Any]] = {
+            **cerberus.Validator.types_mapping,
+            "count": cerberus.TypeDefinition("count", (int,), (bool,)),
+        }
+
+    return LockValidator
+
+
+def _Validator(schema: Mapping[str, Any]) -> Any:
+    """A cerberus validator for ``schema`` with the ``count`` type."""
+    return _validator_class()(schema)
 
 
 # Cerberus needs about 1.5 ms per entry: 1.5 s to read a 1,000-model lock, too slow for
@@ -580,6 +591,8 @@ def _flatten(errors: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[
 
 def _position(doc: Any, path: tuple[str, ...]) -> tuple[int, int]:
     """1-based (line, col) of the deepest node of ``path`` found in the round-trip document."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
     line, col = 1, 1
     node = doc
     for key in path:
@@ -610,6 +623,9 @@ def _entry_hint(dotted: tuple[str, ...]) -> str:
 
 def _parse_positions(path: Path, text: str) -> Any:
     """Parse with the round-trip loader (slow, keeps positions), raising on bad YAML."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
     yaml = YAML(typ="rt")
     try:
         return yaml.load(text)
@@ -644,6 +660,9 @@ def loads(text: str, *, path: Path = Path(LOCK_NAME)) -> Lock:
     if data is not _NOT_CANONICAL and _conforms_mapping(data, LOCK_SCHEMA):
         return Lock(models={name: _entry_from_data(e) for name, e in data["models"].items()})
     if data is _NOT_CANONICAL:
+        from ruamel.yaml import YAML
+        from ruamel.yaml.error import YAMLError
+
         try:
             data = YAML(typ="safe").load(text)
         except YAMLError:
@@ -816,11 +835,15 @@ def _cache_store(path: Path, key: bytes, models: Mapping[str, Any]) -> None:
 
 
 def _guard(path: Path, timeout: float) -> filelock.FileLock:
+    import filelock
+
     return filelock.FileLock(path.with_name(path.name + ".lock"), timeout=timeout)
 
 
 @contextlib.contextmanager
 def _locked(path: Path, timeout: float) -> Iterator[None]:
+    import filelock
+
     guard = _guard(path, timeout)
     try:
         guard.acquire()
@@ -930,3 +953,4 @@ def modify_lock(
         if new != current or not path.exists():
             _write_unlocked(path, new)
         return new
+

@@ -30,12 +30,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import cerberus
-from cerberus import errors as cerr
-from ruamel.yaml.error import MarkedYAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from typing import TYPE_CHECKING, Any
 
 from neobuild import __version__, neo, schema
 from neobuild.atomic import atomic_write_text
@@ -57,10 +52,12 @@ from neobuild.model import (
 )
 from neobuild.suggest import did_you_mean
 
-try:  # the C parser is much faster; the pure one has the same interface
-    from ruamel.yaml.cyaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover - no compiler on this platform
-    from ruamel.yaml.loader import SafeLoader as _Loader  # type: ignore[assignment]
+if TYPE_CHECKING:
+    import cerberus
+    from ruamel.yaml.nodes import MappingNode, Node
+
+# cerberus and ruamel.yaml are imported where a manifest is parsed or validated: a
+# manifest served from the cache (what `plan` does on every run) needs neither.
 
 MANIFEST_NAME = "neo.yaml"
 STATE_DIR = ".neobuild"
@@ -182,6 +179,8 @@ class _Doc:
 
         ``at="key"`` returns the key node of the last mapping step.
         """
+        from ruamel.yaml.nodes import MappingNode, SequenceNode
+
         node = self.node
         found = True
         key_node: Node | None = None
@@ -208,6 +207,8 @@ class _Doc:
 
     def pairs(self, node: MappingNode) -> dict[str, tuple[Node, Node]]:
         """A mapping node's scalar keys -> (key node, value node); the first one wins."""
+        from ruamel.yaml.nodes import ScalarNode
+
         index = self._index.get(id(node))
         if index is None:
             index = {}
@@ -232,6 +233,8 @@ class _Doc:
 
     def text(self, path: PathKey) -> str | None:
         """The original text of the scalar at ``path`` (``2.10`` as written)."""
+        from ruamel.yaml.nodes import ScalarNode
+
         node, found = self.node_at(path)
         if found and isinstance(node, ScalarNode):
             return str(node.value)
@@ -254,6 +257,13 @@ class _Doc:
 
 def _parse(doc: _Doc, data: bytes) -> Problem | None:
     """Fill ``doc.data``/``doc.node`` from ``data``; a positioned Problem on a syntax error."""
+    from ruamel.yaml.error import MarkedYAMLError
+
+    try:  # the C parser is much faster; the pure one has the same interface
+        from ruamel.yaml.cyaml import CSafeLoader as _Loader
+    except ImportError:  # pragma: no cover - no compiler on this platform
+        from ruamel.yaml.loader import SafeLoader as _Loader  # type: ignore[assignment]
+
     doc.digest = hashlib.sha256(data).hexdigest()
     try:
         text = data.decode("utf-8")
@@ -295,6 +305,8 @@ _VALIDATORS: dict[str, cerberus.Validator] = {}
 
 def _validator(name: str) -> cerberus.Validator:
     """One cerberus Validator per schema, built once (building one is slow)."""
+    import cerberus
+
     if name not in _VALIDATORS:
         schemas = {
             "top": schema.shallow(schema.MANIFEST_SCHEMA),
@@ -525,6 +537,8 @@ class _Validator:
     def cerberus_problem(
         self, doc: _Doc, base: PathKey, error: Any, in_keys: bool, root_schema: dict[str, Any]
     ) -> None:
+        from cerberus import errors as cerr
+
         path: PathKey = base + tuple(error.document_path)
         rules = _rules_at(root_schema, tuple(error.schema_path)[:-1])
         meta = rules.get("meta", {}) if isinstance(rules, dict) else {}
@@ -602,6 +616,8 @@ class _Validator:
         constraint: Any,
         in_keys: bool,
     ) -> None:
+        from cerberus import errors as cerr
+
         at = "key" if in_keys else "value"
         rule_name = meta.get("rule")
         if rule_name is not None and isinstance(value, str):
@@ -1468,11 +1484,12 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
             if hashlib.sha256((root / rel).read_bytes()).hexdigest() != digest:
                 return None
         real_root = os.path.realpath(root) + os.sep
+        realpath = _RealPaths()
         for probe, existed in record["probes"].items():
             kind, rel = probe.split(":", 1)
             target = os.path.join(root, rel)  # plain strings: a thousand stats stay cheap
             if kind == "i":
-                now = os.path.realpath(target).startswith(real_root)
+                now = realpath(target).startswith(real_root)
             else:
                 now = os.path.isfile(target) if kind == "f" else os.path.isdir(target)
             if now != existed:
@@ -1480,6 +1497,27 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
         return _decode_manifest(record["result"], path, root)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return None  # missing, corrupt or foreign: validate from scratch
+
+
+class _RealPaths:
+    """``os.path.realpath`` with each directory resolved once.
+
+    A thousand models' export files share a few directories; resolving each path from
+    the root costs one ``lstat`` per component, this one ``lstat`` per file.
+    """
+
+    def __init__(self) -> None:
+        self._dirs: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        head, tail = os.path.split(path)
+        if tail in ("", ".", "..") or not head:
+            return os.path.realpath(path)
+        real_head = self._dirs.get(head)
+        if real_head is None:
+            real_head = self._dirs[head] = os.path.realpath(head)
+        joined = os.path.join(real_head, tail)
+        return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def _encode_position(pos: Position | None, root: Path) -> list[Any] | None:

@@ -457,15 +457,31 @@ def locked_outputs(
     rendered outputs (``code/…``, ``edge/…``, ``requests/…``, relative to the model's
     build directory). Requests are listed by :func:`request_reasons` per target.
     """
-    model_dir = manifest.build_dir / name
+    # Plain string joins (no Path per file): the lock's paths are normalised relative
+    # posix paths (its schema rejects "", ".", ".." and "//"), so this equals
+    # _rel(manifest, manifest.build_dir / name / rel).
+    build_dir = _build_dir_rel(manifest)
+    model_dir = f"{build_dir}/{name}" if build_dir != "." else name
     out: list[tuple[str, str, int | None]] = [
         (entry.archive_path, entry.archive.sha256, entry.archive.size)
     ]
     for rel, rec in sorted(entry.files.items()):
-        out.append((_rel(manifest, model_dir / "export" / rel), rec.sha256, rec.size))
+        out.append((f"{model_dir}/export/{rel}", rec.sha256, rec.size))
     for rel, rec in sorted(entry.outputs.items()):
-        out.append((_rel(manifest, model_dir / rel), rec.sha256, rec.size))
+        out.append((f"{model_dir}/{rel}", rec.sha256, rec.size))
     return out
+
+
+_BUILD_DIRS: dict[tuple[Path, Path], str] = {}
+
+
+def _build_dir_rel(manifest: Manifest) -> str:
+    """The build directory relative to the root (absolute when outside it), posix."""
+    key = (manifest.root, manifest.build_dir)
+    found = _BUILD_DIRS.get(key)
+    if found is None:
+        found = _BUILD_DIRS[key] = _rel(manifest, manifest.build_dir)
+    return found
 
 
 def output_reasons(
