@@ -136,10 +136,13 @@ _SCALARS = (str, int, float, bool, type(None))
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+_SCALAR_TYPES = frozenset(_SCALARS)
+
+
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, _SCALARS):
-        return value
     kind = type(value)
+    if kind in _SCALAR_TYPES or isinstance(value, _SCALARS):  # the set first: no MRO walk
+        return value
     names = _FIELD_NAMES.get(kind)
     if names is None and is_dataclass(value) and not isinstance(value, type):
         names = tuple(f.name for f in fields(value) if f.name != "position")
@@ -211,6 +214,7 @@ class SourceIndex:
     def __init__(self, root: Path, *, build_dir: Path | None = None) -> None:
         self.root = root.resolve()
         self._build_dir = build_dir.resolve() if build_dir is not None else None
+        self._build_dir_text = os.fspath(self._build_dir) if self._build_dir is not None else None
         self._walked: dict[str, tuple[list[str], dict[str, os.stat_result]]] = {}
 
     def files_under(self, prefix: str) -> dict[str, os.stat_result]:
@@ -230,13 +234,15 @@ class SourceIndex:
                 break
         else:
             found = {}
-            self._walk(self.root / prefix if prefix else self.root, prefix, found)
+            self._walk(os.fspath(self.root / prefix if prefix else self.root), prefix, found)
         self._walked[prefix] = (sorted(found), found)
         return found
 
-    def _walk(self, directory: Path, rel: str, out: dict[str, os.stat_result]) -> None:
+    def _walk(self, directory: str, rel: str, out: dict[str, os.stat_result]) -> None:
+        # Plain strings, no Path per entry: this runs once per directory of the repo.
         try:
-            entries = list(os.scandir(directory))
+            with os.scandir(directory) as it:
+                entries = list(it)
         except (NotADirectoryError, FileNotFoundError, PermissionError):
             return
         for entry in entries:
@@ -245,9 +251,9 @@ class SourceIndex:
                 if entry.is_dir(follow_symlinks=False):
                     if entry.name in PRUNED_DIRS:
                         continue
-                    if self._build_dir is not None and Path(entry.path) == self._build_dir:
+                    if entry.path == self._build_dir_text:
                         continue
-                    self._walk(Path(entry.path), path, out)
+                    self._walk(entry.path, path, out)
                 elif entry.is_file():
                     if not rel and entry.name in IGNORED_ROOT_FILES:
                         continue

@@ -105,3 +105,29 @@ def test_no_cache_directory_is_created_beside_a_lock(tmp_path: Path) -> None:
     lockfile.write_lock(path, Lock(models={"a": _entry(1)}))
     assert lockfile.read_lock(path).models["a"] == _entry(1)
     assert not (tmp_path / ".neobuild").exists()
+
+
+def test_manifest_realpaths_agree_with_os_realpath(tmp_path: Path) -> None:
+    from neobuild.manifest import _RealPaths
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f.py").write_text("")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "a" / "link.py").symlink_to(tmp_path / "out" / "x.py")
+    (tmp_path / "a" / "dirlink").symlink_to(tmp_path / "out", target_is_directory=True)
+    (tmp_path / "a" / "up.py").symlink_to("../out/y.py")
+    realpath = _RealPaths()
+    for rel in (
+        "a/b/f.py",
+        "a/link.py",
+        "a/up.py",
+        "a/dirlink/z.py",
+        "a/b/../link.py",
+        "a/missing/q.py",
+        "a/b/..",
+        "a/./b/f.py",
+        "../outside.py",
+    ):
+        path = os.path.join(tmp_path, rel)
+        assert realpath(path) == os.path.realpath(path), rel
+        assert realpath(path) == os.path.realpath(path), rel  # memoised directories
