@@ -7,6 +7,7 @@ through the :class:`~neobuild.console.Output` they are handed, and they raise
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,7 +41,12 @@ def init(*, directory: Path, manifest: Path | None = None, force: bool = False) 
     if not path.is_absolute():
         path = directory / path
     if force and path.exists():
-        path.unlink()
+        # Write the new file beside the old one, then replace it in one step.
+        fresh = path.with_name(f".{path.name}.new")
+        fresh.unlink(missing_ok=True)
+        starter.write_starter(fresh)
+        os.replace(fresh, path)
+        return path
     starter.write_starter(path)
     return path
 

@@ -19,8 +19,8 @@ import json
 import os
 import shutil
 import socket
+import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,16 +28,25 @@ from typing import TYPE_CHECKING, Any
 
 import filelock
 
-from neobuild import __version__
+from neobuild import __version__, outputs
 from neobuild.console import Output
-from neobuild.errors import LockError, NeobuildError
+from neobuild.errors import (
+    EXIT_INTERRUPTED,
+    LockError,
+    NeobuildError,
+    PackageError,
+    RequestError,
+    UsageError,
+)
 from neobuild.model import Manifest, Model
 
 if TYPE_CHECKING:
     from neobuild.compile import CompileResult
+    from neobuild.lockfile import LockEntry
     from neobuild.verify import VerifyReport
 
 STATE_DIR = ".neobuild"
+FAILED_DIR = ".failed"  # <build_dir>/.failed/<model>/: the export of the last failed build
 
 
 # --------------------------------------------------------------------------- results
@@ -91,7 +100,7 @@ class BuildReport:
 
     @property
     def ok(self) -> bool:
-        return not any(m.status in ("failed", "skipped") for m in self.models)
+        return not any(m.status in ("failed", "skipped", "interrupted") for m in self.models)
 
     def summary(self) -> str:
         parts = [f"{self.count('built')} built"]
@@ -99,6 +108,7 @@ class BuildReport:
             ("restored", "restored from cache"),
             ("fresh", "up to date"),
             ("failed", "failed"),
+            ("interrupted", "interrupted"),
             ("skipped", "not started"),
         ):
             if self.count(status):
@@ -113,7 +123,8 @@ class BuildReport:
             "ok": self.ok,
             "duration": round(self.duration, 3),
             "summary": {
-                s: self.count(s) for s in ("built", "restored", "fresh", "failed", "skipped")
+                s: self.count(s)
+                for s in ("built", "restored", "fresh", "failed", "interrupted", "skipped")
             },
             "models": [m.to_json() for m in self.models],
         }
@@ -192,6 +203,44 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+class Interrupted(NeobuildError):
+    """The run was interrupted before this model finished; nothing of it was kept."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def preflight_requests(manifest: Manifest, model: Model, options: BuildOptions) -> None:
+    """Check every target's request before exporting: a missing ``role_arn`` costs nothing.
+
+    The archive hash is not known yet, so a stand-in is used; the real requests are
+    checked again when they are written.
+    """
+    from neobuild import request
+
+    problems: list[str] = []
+    for target in model.targets:
+        body = request.build_request(
+            manifest,
+            model,
+            target,
+            archive_sha256="sha256:" + "0" * 64,
+            allow_incomplete=options.allow_incomplete,
+        )
+        try:
+            request.preflight(
+                body, model=model.name, target=target.key, region=model.compile.region
+            )
+        except RequestError as exc:
+            problems.extend(exc.problems or [exc.message])
+    if problems:
+        raise RequestError(
+            f"model {model.name}: {len(problems)} problem(s) in its CreateCompilationJob "
+            "requests (found before exporting):\n  " + "\n  ".join(problems),
+            problems=problems,
+            hint="fix the model's entry in neo.yaml (compile:, targets:, compiler_options:)",
+        )
+
+
 def build_model(
     manifest: Manifest,
     model: Model,
@@ -199,22 +248,28 @@ def build_model(
     *,
     fingerprint: Any,
     git_state: tuple[str | None, bool | None],
-    previous: Any,
-) -> tuple[ModelReport, Any]:
+    cancel: threading.Event | None = None,
+) -> tuple[ModelReport, LockEntry]:
     """Run one model's whole pipeline; returns its report and new lock entry.
 
+    The entry carries no compilation jobs: the caller merges the recorded ones in
+    under the lock (:func:`neobuild.lockfile.carry_jobs`).
+
     Raises:
-        NeobuildError: any step failed (the staging directory is removed, the log kept).
+        NeobuildError: any step failed (the staging directory is removed; the log is
+            kept at ``<build_dir>/<model>/export.log`` and the export, for inspection,
+            at ``<build_dir>/.failed/<model>/``).
     """
     from neobuild import envs, package, render, request, runner
     from neobuild.frameworks import get_adapter
     from neobuild.lockfile import FileRecord, LockEntry, RequestRecord
 
     final = model_dir(manifest, model)
-    staging_root = manifest.build_dir / ".staging"
-    staging = staging_root / f"{model.name}-{uuid.uuid4().hex[:12]}"
+    outputs.check_replaceable(final)
+    preflight_requests(manifest, model, options)
+    staging = outputs.staging_dir(final)
     export_dir = staging / "export"
-    export_dir.mkdir(parents=True)
+    export_dir.mkdir()
     log_path = staging / "export.log"
     started = time.monotonic()
     report = ModelReport(name=model.name, status="failed", log_path=final / "export.log")
@@ -270,7 +325,7 @@ def build_model(
             rel: FileRecord(size=archive.file_sizes[rel], sha256=archive.file_hashes[rel])
             for rel in artifacts.files
         }
-        outputs = {
+        written = {
             rel: FileRecord(size=len(content), sha256=package.hash_bytes(content))
             for rel, content in sorted(rendered.items())
         }
@@ -278,19 +333,11 @@ def build_model(
         for key, path in sorted(request_paths.items()):
             data = path.read_bytes()
             rel = path.relative_to(staging).as_posix()
-            outputs[rel] = FileRecord(size=len(data), sha256=package.hash_bytes(data))
+            written[rel] = FileRecord(size=len(data), sha256=package.hash_bytes(data))
             job_name = json.loads(data).get("CompilationJobName", "")
             requests[key] = RequestRecord(
                 path=_rel(manifest, final / rel), sha256=package.hash_bytes(data), job_name=job_name
             )
-        # Jobs recorded for a request that did not change stay valid.
-        jobs = {}
-        if previous is not None:
-            jobs = {
-                key: job
-                for key, job in previous.jobs.items()
-                if key in requests and previous.requests.get(key) == requests[key]
-            }
         entry = LockEntry(
             fingerprint=fingerprint.digest,
             framework=model.framework,
@@ -299,15 +346,17 @@ def build_model(
             files=files,
             archive=FileRecord(size=archive.size, sha256=archive.sha256),
             archive_path=_rel(manifest, final / "model.tar.gz"),
-            outputs=outputs,
+            outputs=written,
             requests=requests,
             smoke=smoke_status,
             fingerprint_parts=dict(fingerprint.parts),
-            jobs=jobs,
+            jobs={},
             git_commit=git_state[0],
             git_dirty=git_state[1],
         )
-        _swap_into_place(staging, final, staging_root)
+        if cancel is not None and cancel.is_set():
+            raise Interrupted(f"model {model.name}: interrupted; its outputs were not kept")
+        outputs.swap_into_place(staging, final)
         report.status = "built"
         report.archive = entry.archive_path
         report.archive_sha256 = archive.sha256
@@ -316,34 +365,44 @@ def build_model(
         report.smoke = smoke_status
         return report, entry
     except BaseException as exc:
-        _keep_log(log_path, final)
+        moved = _keep_failure(manifest, model, staging)
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, NeobuildError):
-            # The log moved: messages must name where it is now.
-            moved = str(final / "export.log")
-            exc.message = exc.message.replace(str(log_path), moved)
-            if exc.hint:
-                exc.hint = exc.hint.replace(str(log_path), moved)
+            # The log and the export moved out of staging: messages name where they are now.
+            for old, new in moved.items():
+                exc.message = exc.message.replace(old, new)
+                if exc.hint:
+                    exc.hint = exc.hint.replace(old, new)
         raise
     finally:
         report.duration = time.monotonic() - started
 
 
-def _swap_into_place(staging: Path, final: Path, staging_root: Path) -> None:
-    """Replace ``final`` by ``staging`` with two renames (the old tree is removed after)."""
-    old = staging_root / f"{final.name}-old-{uuid.uuid4().hex[:12]}"
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
+def _keep_failure(manifest: Manifest, model: Model, staging: Path) -> dict[str, str]:
+    """Keep a failed build's log and export for inspection; the previous outputs stay.
 
-
-def _keep_log(log_path: Path, final: Path) -> None:
-    """Move a failed build's log to ``<build_dir>/<model>/export.log``; keep old outputs."""
-    if not log_path.exists():
-        return
-    final.mkdir(parents=True, exist_ok=True)
-    os.replace(log_path, final / "export.log")
+    Returns:
+        Old path -> new path, for rewriting messages.
+    """
+    moved: dict[str, str] = {}
+    final = model_dir(manifest, model)
+    log = staging / "export.log"
+    if log.exists() and (not final.exists() or outputs.is_ours(final)):
+        with contextlib.suppress(OSError):
+            if not final.exists():
+                final.mkdir(parents=True)
+                outputs.mark(final)
+            os.replace(log, final / "export.log")
+            moved[str(log)] = str(final / "export.log")
+    export = staging / "export"
+    if export.is_dir():
+        kept = manifest.build_dir / FAILED_DIR / model.name
+        with contextlib.suppress(OSError):
+            shutil.rmtree(kept, ignore_errors=True)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(export, kept)
+            moved[str(export)] = str(kept)
+    return moved
 
 
 # --------------------------------------------------------------------------- the run
@@ -356,10 +415,22 @@ def load_manifest(manifest_path: Path) -> Manifest:
 
 
 def _select(
-    manifest: Manifest, patterns: Sequence[str], all_models: bool, shard: str | None
+    manifest: Manifest,
+    patterns: Sequence[str],
+    all_models: bool,
+    shard: str | None,
+    *,
+    require: bool = False,
 ) -> list[Model]:
+    """The selected models; with ``require``, names or ``--all`` must be given."""
     from neobuild.selection import select_models
 
+    if require and not patterns and not all_models:
+        raise UsageError(
+            "name the models to act on, or pass --all",
+            hint="e.g. `neobuild package resnet18`, `neobuild package 'tag:vision'` or "
+            "`neobuild package --all`",
+        )
     models = select_models(manifest, patterns, all_models=all_models)
     if shard is not None:
         from neobuild import shard as shard_mod
@@ -368,6 +439,66 @@ def _select(
         names = set(shard_mod.shard([m.name for m in models], k, n))
         models = [m for m in models if m.name in names]
     return models
+
+
+def _check_build_dir(manifest: Manifest, models: Sequence[Model]) -> None:
+    """The build directory must not hold anything neobuild reads.
+
+    Raises:
+        UsageError: an export entrypoint, requirements file or templates directory lies
+            inside ``build_dir``.
+    """
+    build = manifest.build_dir.resolve()
+    for model in models:
+        for rel in (model.export.path, model.requirements_file, model.templates_dir):
+            if rel is None:
+                continue
+            path = (manifest.root / rel).resolve()
+            if path == build or build in path.parents:
+                raise UsageError(
+                    f"build_dir {_rel(manifest, manifest.build_dir)} contains {rel}, an input of "
+                    f"model {model.name!r}; neobuild replaces what is in build_dir",
+                    hint="set build_dir in neo.yaml to a directory of its own, e.g. build/neo",
+                )
+
+
+class LockWriter:
+    """Collects finished models' lock entries and writes them in batches.
+
+    Rewriting neo.lock costs time in proportion to its size, so writing it once per
+    model is quadratic in a large repository. Entries are flushed when at least
+    ``interval`` seconds passed since the last write, and at the end. Each write merges
+    under the lock's file lock, keeping jobs a concurrent ``compile`` recorded.
+    A kill between two flushes loses only the newest entries: their outputs are in
+    place but unlisted, so the next run rebuilds (or verifies) them.
+    """
+
+    def __init__(self, path: Path, *, interval: float = 1.0) -> None:
+        self.path = path
+        self.interval = interval
+        self.pending: dict[str, LockEntry | None] = {}
+        self.last = time.monotonic()
+
+    def add(self, name: str, entry: LockEntry | None) -> None:
+        self.pending[name] = entry
+        if time.monotonic() - self.last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        from neobuild import lockfile
+
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, {}
+
+        def change(current: lockfile.Lock) -> dict[str, LockEntry | None]:
+            return {
+                name: lockfile.carry_jobs(current.models.get(name), entry) if entry else None
+                for name, entry in pending.items()
+            }
+
+        lockfile.modify_lock(self.path, change)
+        self.last = time.monotonic()
 
 
 def build(
@@ -387,7 +518,7 @@ def build(
     out: Output,
 ) -> BuildReport:
     """Build the selected models that are stale (all of them with ``force``)."""
-    from neobuild import lockfile, scm
+    from neobuild import lockfile
     from neobuild import plan as plan_mod
     from neobuild.statcache import StatCache
 
@@ -395,22 +526,27 @@ def build(
     manifest = load_manifest(manifest_path)
     for warning in manifest.warnings:
         out.warn(warning.render() if hasattr(warning, "render") else str(warning))
-    models = _select(manifest, patterns, all_models, shard)
+    models = _select(manifest, patterns, all_models, shard, require=True)
+    _check_build_dir(manifest, models)
+    if junit is not None:
+        _check_writable(junit)
+    build_cache = _open_cache(manifest, out)
     options = BuildOptions(
         force=force, smoke=smoke, allow_incomplete=allow_incomplete, stream=out.verbosity > 0
     )
     lock_path = manifest.root / lockfile.LOCK_NAME
     reports: dict[str, ModelReport] = {}
+    cancel = threading.Event()
 
     with build_lock(manifest.root, wait=wait):
+        outputs.sweep_staging(manifest.build_dir)
         lock = lockfile.read_lock(lock_path)
         stat_cache = StatCache.open(manifest.root)
-        templates_hash = _templates_hash(manifest)
         the_plan = plan_mod.plan(
             manifest,
             models,
             lock,
-            templates_hash=templates_hash,
+            templates_hash=_templates_hash(manifest),
             since=since,
             stat_cache=stat_cache,
         )
@@ -418,66 +554,168 @@ def build(
         for m in models:
             if m not in stale:
                 reports[m.name] = ModelReport(name=m.name, status="fresh", message="up to date")
-        try:
-            git_state = scm.repo_state(manifest.root)
-        except NeobuildError:
-            git_state = (None, None)
+        git_state = _git_state(manifest) if stale else (None, None)
         fingerprints = {m.name: the_plan.fingerprint(m.name) for m in stale}
         stat_cache.save()
+        writer = LockWriter(lock_path)
 
-        def one(model: Model) -> ModelReport:
+        def one(model: Model) -> tuple[ModelReport, LockEntry | None]:
             t0 = time.monotonic()
             try:
-                if _restore_from_cache(manifest, model, fingerprints[model.name], lock_path, out):
-                    return ModelReport(
-                        name=model.name,
-                        status="restored",
-                        message="restored from cache",
-                        duration=time.monotonic() - t0,
-                    )
+                if build_cache is not None and not force:
+                    entry = _fetch_cached(manifest, model, fingerprints[model.name], build_cache)
+                    if entry is not None:
+                        return ModelReport(
+                            name=model.name,
+                            status="restored",
+                            message="restored from cache",
+                            duration=time.monotonic() - t0,
+                        ), entry
                 report, entry = build_model(
                     manifest,
                     model,
                     options,
                     fingerprint=fingerprints[model.name],
                     git_state=git_state,
-                    previous=lock.models.get(model.name),
+                    cancel=cancel,
                 )
-                lockfile.update_lock(lock_path, {model.name: entry})
-                _store_in_cache(manifest, model, entry, out)
-                return report
-            except NeobuildError as exc:
+                if build_cache is not None and not build_cache.read_only:
+                    build_cache.store(
+                        entry.fingerprint, model.name, entry, model_dir(manifest, model)
+                    )
+                return report, entry
+            except (NeobuildError, OSError) as exc:
+                if isinstance(exc, OSError):
+                    exc = PackageError(
+                        f"model {model.name}: {exc}",
+                        hint="check free space and permissions of the build directory",
+                    )
                 log = model_dir(manifest, model) / "export.log"
                 return ModelReport(
                     name=model.name,
-                    status="failed",
+                    status="interrupted" if isinstance(exc, Interrupted) else "failed",
                     duration=time.monotonic() - t0,
                     message=_error_text(exc),
                     hint=exc.hint,
                     log_path=log if log.exists() else None,
                     log_tail=_tail(log) if log.exists() else "",
-                )
+                ), None
 
-        _run_parallel(stale, one, reports, jobs=jobs, keep_going=keep_going, out=out)
+        try:
+            _run_parallel(
+                stale,
+                one,
+                reports,
+                writer,
+                jobs=jobs,
+                keep_going=keep_going,
+                out=out,
+                cancel=cancel,
+            )
+            if all_models and since is None and shard is None:
+                _prune_undeclared(manifest, lock, writer, out)
+        finally:
+            writer.flush()
 
     built = {r.name: r.duration for r in reports.values() if r.status == "built"}
     if built:
         from neobuild import shard as shard_mod
 
-        shard_mod.record_weights(manifest.root, built)  # balances the next --matrix
+        with contextlib.suppress(OSError):
+            shard_mod.record_weights(manifest.root, built)  # balances the next --matrix
     ordered = [reports[m.name] for m in models if m.name in reports]
     report = BuildReport(
         manifest=manifest_path, models=ordered, duration=time.monotonic() - started
     )
     _print_summary(report, out)
-    if junit is not None or os.environ.get("GITHUB_STEP_SUMMARY"):
-        from neobuild import reports as reports_mod
-
-        if junit is not None:
-            reports_mod.write_junit(junit, report)
-        if os.environ.get("GITHUB_STEP_SUMMARY"):
-            reports_mod.append_step_summary(report)
+    _write_reports(report, junit, out)
     return report
+
+
+def _git_state(manifest: Manifest) -> tuple[str | None, bool | None]:
+    """HEAD and whether the tree is dirty, neobuild's own outputs left out."""
+    from neobuild import lockfile, scm
+
+    root = manifest.root
+    ignore = [
+        root / lockfile.LOCK_NAME,
+        root / (lockfile.LOCK_NAME + ".lock"),
+        root / STATE_DIR,
+        manifest.build_dir,
+    ]
+    try:
+        return scm.repo_state(root, ignore=ignore)
+    except NeobuildError:
+        return None, None
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before building, not after, when the JUnit report cannot be written."""
+    problem = None
+    if path.is_dir():
+        problem = "it is a directory"
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        else:
+            if not os.access(path.parent, os.W_OK):
+                problem = f"{path.parent} is not writable"
+    if problem:
+        raise UsageError(
+            f"cannot write the JUnit report to {path}: {problem}",
+            hint="give a file path in a writable directory",
+        )
+
+
+def _write_reports(report: BuildReport, junit: Path | None, out: Output) -> None:
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if junit is None and not summary:
+        return
+    from neobuild import reports as reports_mod
+
+    if junit is not None:
+        reports_mod.write_junit(junit, report)
+    if summary:
+        try:
+            reports_mod.append_step_summary(report)
+        except OSError as exc:
+            out.warn(f"could not append to GITHUB_STEP_SUMMARY ({summary}): {exc}")
+
+
+def _prune_undeclared(manifest: Manifest, lock: Any, writer: LockWriter, out: Output) -> None:
+    """``package --all``: drop lock entries (and outputs) of models no longer declared."""
+    gone = sorted(set(lock.models) - set(manifest.models))
+    for name in gone:
+        writer.add(name, None)
+        outputs.remove_output(manifest.build_dir / name)
+    if gone:
+        out.info(f"removed {len(gone)} model(s) no longer in the manifest: {', '.join(gone)}")
+
+
+def _fetch_cached(
+    manifest: Manifest, model: Model, fingerprint: Any, build_cache: Any
+) -> LockEntry | None:
+    from neobuild import cache
+
+    hit = build_cache.fetch(fingerprint.digest, model.name, model_dir(manifest, model))
+    if hit is None:
+        return None
+    return cache.localize(manifest, model, hit.entry)
+
+
+def _open_cache(manifest: Manifest, out: Output) -> Any:
+    """The shared build cache, opened once (a bad URL is bad input, before any work)."""
+    from neobuild import cache
+
+    settings = cache.cache_settings(manifest)
+    if settings is None:
+        return None
+    try:
+        return cache.open_cache(settings, root=manifest.root, warn=out.warn)
+    except NeobuildError as exc:
+        raise UsageError(exc.message, hint=exc.hint) from exc
 
 
 def _templates_hash(manifest: Manifest) -> Callable[[Model], str]:
@@ -487,46 +725,26 @@ def _templates_hash(manifest: Manifest) -> Callable[[Model], str]:
     return lambda model: render.templates_hash_for(manifest, model)
 
 
-def _restore_from_cache(
-    manifest: Manifest, model: Model, fingerprint: Any, lock_path: Path, out: Output
-) -> bool:
-    settings = _cache_settings(manifest)
-    if settings is None:
-        return False
-    from neobuild import cache
-
-    return cache.restore(manifest, model, fingerprint.digest, lock_path, settings=settings, out=out)
-
-
-def _store_in_cache(manifest: Manifest, model: Model, entry: Any, out: Output) -> None:
-    settings = _cache_settings(manifest)
-    if settings is None or settings.read_only:
-        return
-    from neobuild import cache
-
-    cache.save(manifest, model, entry, settings=settings, out=out)
-
-
-def _cache_settings(manifest: Manifest) -> Any:
-    from neobuild import cache
-
-    return cache.cache_settings(manifest)
-
-
 def _run_parallel(
     models: Sequence[Model],
-    one: Callable[[Model], ModelReport],
+    one: Callable[[Model], tuple[ModelReport, LockEntry | None]],
     reports: dict[str, ModelReport],
+    writer: LockWriter,
     *,
     jobs: int,
     keep_going: bool,
     out: Output,
+    cancel: threading.Event,
 ) -> None:
     """Run ``one`` over ``models`` on ``jobs`` threads (each export is a subprocess).
 
-    Without ``keep_going`` the first failure stops new models from starting; the
-    running ones finish, and the rest are reported as not started.
+    Lock entries are handed to ``writer`` from this (the main) thread as models finish.
+    Without ``keep_going`` the first failure stops new models from starting; the running
+    ones finish, and the rest are reported as not started. On Ctrl-C (or SIGTERM, which
+    the CLI turns into one) running exports are stopped, nothing unfinished is kept,
+    and what finished before stays recorded.
     """
+    from neobuild import runner
     from neobuild.progress import BuildProgress
 
     if not models:
@@ -534,13 +752,11 @@ def _run_parallel(
     workers = max(1, jobs)
     failed = False
     pending = list(models)
-    running: dict[cf.Future[ModelReport], Model] = {}
+    running: dict[cf.Future[tuple[ModelReport, LockEntry | None]], Model] = {}
     progress = BuildProgress(out, len(models))
-    with (
-        progress.shown(),
-        cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="neobuild") as pool,
-    ):
-        try:
+    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="neobuild")
+    try:
+        with progress.shown():
             while pending or running:
                 while pending and len(running) < workers and not (failed and not keep_going):
                     model = pending.pop(0)
@@ -551,14 +767,24 @@ def _run_parallel(
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     model = running.pop(future)
-                    rep = future.result()
+                    rep, entry = future.result()
                     failed = failed or rep.status == "failed"
                     reports[model.name] = rep
+                    if entry is not None:
+                        writer.add(model.name, entry)
                     progress.finished(rep)
-        except KeyboardInterrupt:
-            for future in running:
-                future.cancel()
-            raise
+    except KeyboardInterrupt:
+        cancel.set()
+        runner.stop_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for future, model in running.items():
+            if future.done() and not future.cancelled():
+                rep, entry = future.result()
+                if entry is not None and rep.status == "built":
+                    writer.add(model.name, entry)  # it was swapped in before the interrupt
+        raise
+    finally:
+        pool.shutdown(wait=True)
     for model in pending:
         reports[model.name] = ModelReport(
             name=model.name,
@@ -661,6 +887,33 @@ def verify(*, manifest_path: Path) -> VerifyReport:
     return verify_mod.verify(manifest, lock)
 
 
+def _refuse_stale(manifest: Manifest, models: Sequence[Model]) -> None:
+    """Compile only what neo.lock says was built from today's inputs.
+
+    Raises:
+        NeobuildError: a selected model is stale (its requests would describe old inputs).
+    """
+    from neobuild import lockfile
+    from neobuild import plan as plan_mod
+    from neobuild.statcache import StatCache
+
+    lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
+    stat_cache = StatCache.open(manifest.root)
+    the_plan = plan_mod.plan(
+        manifest, models, lock, templates_hash=_templates_hash(manifest), stat_cache=stat_cache
+    )
+    stat_cache.save()
+    stale = the_plan.stale
+    if stale:
+        lines = [f"{item.name}: {item.reasons[0] if item.reasons else 'stale'}" for item in stale]
+        names = " ".join(item.name for item in stale)
+        raise NeobuildError(
+            f"{len(stale)} model(s) changed since they were packaged, so their requests are out "
+            "of date:\n  " + "\n  ".join(lines),
+            hint=f"run `neobuild package {names}` first",
+        )
+
+
 def compile_(
     *,
     manifest_path: Path,
@@ -675,7 +928,8 @@ def compile_(
     from neobuild import compile as compile_mod
 
     manifest = load_manifest(manifest_path)
-    models = _select(manifest, patterns, all_models, None)
+    models = _select(manifest, patterns, all_models, None, require=True)
+    _refuse_stale(manifest, models)
     result = compile_mod.compile_models(
         manifest,
         models,

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from neobuild import __version__
+from neobuild import __version__, outputs
 from neobuild.atomic import atomic_write_bytes
 from neobuild.errors import CacheError, NeobuildError
 from neobuild.model import CacheSettings, Manifest, Model
@@ -285,7 +285,11 @@ class BuildCache:
             return None
         if raw is None:
             return None
-        (dest_dir.parent / STAGING).mkdir(parents=True, exist_ok=True)
+        try:
+            outputs.check_replaceable(dest_dir)
+        except NeobuildError as exc:
+            self._warn(f"cache {self.url}: not restoring {model}: {exc}")
+            return None
         staging = dest_dir.parent / STAGING / f"{dest_dir.name}-cache-{uuid.uuid4().hex[:12]}"
         try:
             entry = self._restore(key, raw, fingerprint, model, staging)
@@ -297,7 +301,8 @@ class BuildCache:
             shutil.rmtree(staging, ignore_errors=True)
             self._warn(f"cache {self.url}: restoring {model} failed, building it instead: {exc}")
             return None
-        _swap(staging, dest_dir)
+        outputs.mark(staging)
+        outputs.swap_into_place(staging, dest_dir)
         return CacheHit(entry=entry, url=self._backend.where(key))
 
     def _discard(self, key: str, model: str, why: str) -> None:
@@ -483,15 +488,6 @@ def _extract(archive: Path, dest: Path, wanted: set[str]) -> None:
         raise _Corrupt(f"{archive.name} lacks {', '.join(missing[:5])}")
 
 
-def _swap(staging: Path, final: Path) -> None:
-    """Replace ``final`` by ``staging`` (two renames; the old tree is removed after)."""
-    old = final.parent / STAGING / f"{final.name}-old-{uuid.uuid4().hex[:12]}"
-    if final.exists():
-        os.replace(final, old)
-    os.replace(staging, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def open_cache(
     settings: CacheSettings | None, *, root: Path | None = None, warn: Warn | None = None
 ) -> BuildCache | None:
@@ -519,6 +515,18 @@ def _warn_to(out: Any) -> Warn:
     return log.warning
 
 
+def localize(manifest: Manifest, model: Model, entry: LockEntry) -> LockEntry:
+    """A cached lock entry with its paths re-derived for this checkout and no jobs."""
+    final = manifest.build_dir / model.name
+    requests = {
+        k: replace(r, path=_rel(manifest.root, final / "requests" / f"{k}.json"))
+        for k, r in entry.requests.items()
+    }
+    return replace(
+        entry, archive_path=_rel(manifest.root, final / _ARCHIVE), requests=requests, jobs={}
+    )
+
+
 def restore(
     manifest: Manifest,
     model: Model,
@@ -541,30 +549,14 @@ def restore(
     cache = open_cache(settings, root=manifest.root, warn=_warn_to(out))
     if cache is None:
         return False
-    final = manifest.build_dir / model.name
-    hit = cache.fetch(fingerprint, model.name, final)
+    hit = cache.fetch(fingerprint, model.name, manifest.build_dir / model.name)
     if hit is None:
         return False
-    entry = hit.entry
-    requests = {
-        k: replace(r, path=_rel(manifest.root, final / "requests" / f"{k}.json"))
-        for k, r in entry.requests.items()
-    }
-    previous = lockfile.read_lock(lock_path).models.get(model.name)
-    jobs = {}
-    if previous is not None:
-        jobs = {
-            k: job
-            for k, job in previous.jobs.items()
-            if k in requests and previous.requests.get(k) == requests[k]
-        }
-    entry = replace(
-        entry,
-        archive_path=_rel(manifest.root, final / _ARCHIVE),
-        requests=requests,
-        jobs=jobs,
+    entry = localize(manifest, model, hit.entry)
+    lockfile.modify_lock(
+        lock_path,
+        lambda current: {model.name: lockfile.carry_jobs(current.models.get(model.name), entry)},
     )
-    lockfile.update_lock(lock_path, {model.name: entry})
     return True
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import typer
 from neobuild import __version__, api
 from neobuild.console import Output, print_json
 from neobuild.crash import guarded
-from neobuild.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from neobuild.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageError
 
 app = typer.Typer(
     name="neobuild",
@@ -169,7 +170,9 @@ def plan(
     ] = None,
     matrix: Annotated[
         int | None,
-        typer.Option("--matrix", help="Print a GitHub Actions matrix of N shards.", metavar="N"),
+        typer.Option(
+            "--matrix", help="Print a GitHub Actions matrix of N shards.", metavar="N", min=1
+        ),
     ] = None,
     explain: Annotated[
         str | None,
@@ -190,6 +193,11 @@ def plan(
     """List model x target work, and why each item is stale or fresh."""
 
     def body(g: Globals) -> int:
+        if matrix is not None and shard is not None:
+            raise UsageError(
+                "--matrix and --shard do not go together",
+                hint="--matrix N splits the plan into N shards itself",
+            )
         result = api.plan(
             manifest_path=g.manifest_path(),
             patterns=models or [],
@@ -331,6 +339,13 @@ def _confirm_stop(jobs: Any) -> bool:
     )
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # CI cancels with SIGTERM: treat it like Ctrl-C, so running exports are stopped
+    # and nothing half-built is kept.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     app(prog_name="neobuild")

@@ -24,7 +24,7 @@ import re
 import struct
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -954,3 +954,18 @@ def modify_lock(
             _write_unlocked(path, new)
         return new
 
+
+def carry_jobs(previous: LockEntry | None, entry: LockEntry) -> LockEntry:
+    """``entry`` with the compilation jobs of ``previous`` whose request did not change.
+
+    A rebuilt model keeps the jobs recorded for byte-identical requests; call it inside
+    :func:`modify_lock` so a job recorded by a concurrent ``compile`` is never lost.
+    """
+    if previous is None:
+        return entry
+    jobs = {
+        key: job
+        for key, job in previous.jobs.items()
+        if key in entry.requests and previous.requests.get(key) == entry.requests[key]
+    }
+    return replace(entry, jobs={**jobs, **entry.jobs})

@@ -130,7 +130,7 @@ def _missing(model: Model, key: str, example: str, allow_incomplete: bool) -> No
     )
     if not allow_incomplete:
         raise RequestError(message, hint=hint)
-    log.warning("%s; writing the placeholder %s (%s)", message, _PLACEHOLDER_MARK, hint)
+    # With --allow-incomplete, write_requests() reports the placeholders once per request.
 
 
 def build_request(
@@ -668,10 +668,11 @@ def write_requests(
                 f"model {model.name}, target {target.key}: placeholder values in {', '.join(marked)}; "
                 "set them under compile: in neo.yaml before `neobuild compile --submit`"
             )
-        for note in notes:
-            log.warning("%s", note)
         if warnings is not None:
             warnings.extend(notes)
+        else:
+            for note in notes:
+                log.warning("%s", note)
         requests[target.key] = request
     if errors:
         raise RequestError(

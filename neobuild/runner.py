@@ -308,6 +308,31 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     proc.wait()
 
 
+# Process groups started by run_process and still running: stop_all() ends them when
+# the user interrupts a run (worker threads never see KeyboardInterrupt themselves).
+_LIVE: set[int] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_all(grace: float = 2.0) -> int:
+    """SIGTERM every live process group started here, then SIGKILL after ``grace``.
+
+    Returns:
+        How many groups were signalled.
+    """
+    with _LIVE_LOCK:
+        groups = list(_LIVE)
+    for pgid in groups:
+        _signal_group(pgid, signal_mod.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_group_alive(g) for g in groups):
+        time.sleep(0.05)
+    for pgid in groups:
+        if _group_alive(pgid):
+            _signal_group(pgid, signal_mod.SIGKILL)
+    return len(groups)
+
+
 def run_process(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -358,6 +383,8 @@ def run_process(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        with _LIVE_LOCK:
+            _LIVE.add(proc.pid)
         assert proc.stdout is not None
         pump = _Pump(proc.stdout, log, stream_prefix if stream else None)
         pump.start()
@@ -376,6 +403,8 @@ def run_process(
             _stop_group(proc, min(grace, 2.0))
             raise
         finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc.pid)
             pump.join(timeout=10)
             proc.stdout.close()
         duration = time.monotonic() - started

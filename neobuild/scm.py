@@ -6,6 +6,7 @@ root, which may be a subdirectory of the git work tree), as posix strings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import git
@@ -42,8 +43,13 @@ def _prefix(repo: git.Repo, root: Path) -> str:
     return "" if rel == "." else rel + "/"
 
 
-def repo_state(root: Path) -> tuple[str | None, bool | None]:
+def repo_state(root: Path, *, ignore: Sequence[Path] = ()) -> tuple[str | None, bool | None]:
     """The HEAD commit and whether the work tree is dirty (untracked files count).
+
+    Args:
+        root: a directory inside the repository.
+        ignore: paths whose changes do not make the tree dirty: neobuild's own
+            outputs (neo.lock, the build directory, ``.neobuild/``).
 
     Returns:
         ``(None, None)`` when ``root`` is not in a git repository or has no commit
@@ -56,7 +62,16 @@ def repo_state(root: Path) -> tuple[str | None, bool | None]:
     try:
         with repo:
             commit = repo.head.commit.hexsha
-            dirty = repo.is_dirty(untracked_files=True)
+            top = Path(repo.working_tree_dir or root).resolve()
+            excludes = []
+            for path in ignore:
+                try:
+                    rel = path.resolve().relative_to(top).as_posix()
+                except ValueError:
+                    continue
+                excludes.append(f":(exclude,top){rel}")
+            status = repo.git.status("--porcelain", "--untracked-files=all", "--", ":/", *excludes)
+            dirty = bool(status.strip())
     except (ValueError, git.GitCommandError, git.GitCommandNotFound):  # unborn HEAD, no git
         return None, None
     return commit, dirty

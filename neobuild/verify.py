@@ -31,7 +31,7 @@ SCHEMA_VERSION = 1
 DriftKind = Literal["missing", "modified", "orphaned", "pending", "config-changed"]
 
 #: Files a model directory may hold without the lock listing them.
-UNLOCKED_MODEL_FILES = frozenset({"export.log", "smoke.log"})
+UNLOCKED_MODEL_FILES = frozenset({"export.log", "smoke.log", ".neobuild-output"})
 
 
 @dataclass(frozen=True)

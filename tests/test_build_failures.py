@@ -250,3 +250,155 @@ models:
     assert result.returncode == 0, result.stderr
     assert report(result)["summary"]["built"] == 2
     assert sorted(os.listdir(rendezvous)) == ["left", "right"]
+
+
+COMPILE = "  compile: {role_arn: 'arn:aws:iam::123456789012:role/Neo', s3_prefix: 's3://neobuild-tests/neo'}\n"
+
+
+def _repo(tmp_path: Path, manifest: str, files: dict[str, str]) -> Path:
+    repo = tmp_path / "repo"
+    write_tree(repo, {"neo.yaml": manifest, **files})
+    init_repo(repo)
+    return repo
+
+
+def test_build_dir_holding_sources_is_refused_and_sources_survive(tmp_path: Path) -> None:
+    repo = _repo(
+        tmp_path,
+        "version: 1\nbuild_dir: models\ndefaults:\n  targets: [ml_c5]\n"
+        + COMPILE
+        + "models:\n  x:\n    framework: xgboost\n    export: models/x/export.py:export\n",
+        {"models/x/export.py": GOOD_XGB},
+    )
+    result = neobuild("package", "--all", cwd=repo)
+    assert result.returncode == 2
+    assert "build_dir models contains models/x/export.py" in result.stderr
+    assert (repo / "models/x/export.py").read_text() == GOOD_XGB
+
+
+def test_a_directory_neobuild_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    repo = _repo(
+        tmp_path,
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n"
+        + COMPILE
+        + "models:\n  x:\n    framework: xgboost\n    export: src/export.py:export\n",
+        {"src/export.py": GOOD_XGB, "build/neo/x/notes.txt": "mine"},
+    )
+    result = neobuild("package", "--all", cwd=repo)
+    assert result.returncode == 1
+    assert "refusing to replace" in result.stderr
+    assert (repo / "build/neo/x/notes.txt").read_text() == "mine"
+
+
+def test_missing_role_arn_fails_before_the_export_runs(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    repo = _repo(
+        tmp_path,
+        "version: 1\nmodels:\n  x:\n    framework: xgboost\n    export: src/export.py:export\n"
+        "    targets: [ml_c5]\n",
+        {
+            "src/export.py": f"def export(output_dir, inputs):\n    open({str(ran)!r}, 'w').close()\n"
+        },
+    )
+    result = neobuild("package", "--all", cwd=repo)
+    assert result.returncode == 1
+    assert "compile.role_arn is not set" in result.stderr
+    assert not ran.exists()
+    incomplete = neobuild("package", "--all", "--allow-incomplete", cwd=repo)
+    assert incomplete.returncode == 1  # the export above writes no model file
+    assert ran.exists()
+
+
+def test_package_needs_names_or_all(tmp_path: Path) -> None:
+    repo = _repo(
+        tmp_path,
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n"
+        + COMPILE
+        + "models:\n  x:\n    framework: xgboost\n    export: src/export.py:export\n",
+        {"src/export.py": GOOD_XGB},
+    )
+    result = neobuild("package", cwd=repo)
+    assert result.returncode == 2
+    assert "--all" in result.stderr
+    assert neobuild("compile", cwd=repo).returncode == 2
+
+
+def test_models_removed_from_the_manifest_leave_the_lock(tmp_path: Path) -> None:
+    two = (
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n" + COMPILE + "models:\n"
+        "  keep:\n    framework: xgboost\n    export: src/export.py:export\n"
+        "  drop:\n    framework: xgboost\n    export: src/export.py:export\n"
+    )
+    repo = _repo(tmp_path, two, {"src/export.py": GOOD_XGB})
+    assert neobuild("package", "--all", cwd=repo).returncode == 0
+    (repo / "neo.yaml").write_text(two.split("  drop:")[0])
+    assert neobuild("verify", cwd=repo).returncode == 1  # orphaned until the next --all
+    result = neobuild("package", "--all", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "no longer in the manifest: drop" in result.stderr
+    assert "drop:" not in (repo / "neo.lock").read_text()
+    assert not (repo / "build/neo/drop").exists()
+    verified = neobuild("verify", cwd=repo)
+    assert verified.returncode == 0, verified.stderr
+
+
+def test_compile_refuses_models_changed_since_packaging(tmp_path: Path) -> None:
+    repo = _repo(
+        tmp_path,
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n"
+        + COMPILE
+        + "models:\n  x:\n    framework: xgboost\n    export: src/export.py:export\n",
+        {"src/export.py": GOOD_XGB},
+    )
+    assert neobuild("package", "--all", cwd=repo).returncode == 0
+    assert neobuild("compile", "--all", cwd=repo).returncode == 0
+    (repo / "neo.yaml").write_text(
+        (repo / "neo.yaml").read_text().replace("s3://neobuild-tests/neo", "s3://other/neo")
+    )
+    result = neobuild("compile", "--all", cwd=repo)
+    assert result.returncode == 1
+    assert "changed since they were packaged" in result.stderr
+    assert "neobuild package x" in result.stderr
+
+
+def test_interrupt_stops_running_exports_and_keeps_nothing_half_done(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started = tmp_path / "started"
+    slow = (
+        "import os, time\n\ndef export(output_dir, inputs):\n"
+        f"    open({str(started)!r}, 'w').write(str(os.getpid()))\n    time.sleep(120)\n"
+    )
+    repo = _repo(
+        tmp_path,
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n"
+        + COMPILE
+        + "models:\n  slow:\n    framework: xgboost\n    export: src/slow.py:export\n",
+        {"src/slow.py": slow},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neobuild", "package", "--all"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), "the export never started"
+    time.sleep(0.5)
+    export_pid = int(started.read_text())
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)  # what CI sends on cancel; Ctrl-C takes the same path
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 30  # did not wait for the 120 s export
+    assert "interrupted" in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(export_pid, 0)
+    assert not (repo / "neo.lock").exists() or "slow:" not in (repo / "neo.lock").read_text()
+    assert not (repo / "build/neo/slow/model.tar.gz").exists()

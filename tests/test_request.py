@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -309,12 +308,9 @@ def test_missing_s3_prefix_says_which_key() -> None:
     assert info.value.hint and "s3_prefix:" in info.value.hint
 
 
-def test_allow_incomplete_writes_marked_placeholders(
-    caplog: pytest.LogCaptureFixture, input_shape: Any
-) -> None:
+def test_allow_incomplete_writes_marked_placeholders(input_shape: Any) -> None:
     m = model("onnx", dev("ml_c5"), inputs=_dict(input=(1, 4)), settings=CompileSettings())
-    with caplog.at_level(logging.WARNING, logger="neobuild.request"):
-        req = build(m, allow_incomplete=True)
+    req = build(m, allow_incomplete=True)
     assert req["RoleArn"] == request.PLACEHOLDER_ROLE_ARN
     assert req["InputConfig"]["S3Uri"].startswith("s3://REPLACE-ME/")
     assert request.placeholders(req) == [
@@ -322,7 +318,6 @@ def test_allow_incomplete_writes_marked_placeholders(
         "OutputConfig.S3OutputLocation",
         "RoleArn",
     ]
-    assert "role_arn" in caplog.text and "s3_prefix" in caplog.text and "REPLACE-ME" in caplog.text
     request.preflight(req, model="m1", target="ml_c5")  # a placeholder is still a valid shape
     assert botocore_errors(req, input_shape) == ""
     assert request.placeholders(build(VARIANTS["onnx-ml_c5"])) == []
