@@ -590,15 +590,17 @@ def build(
                         f"model {model.name}: {exc}",
                         hint="check free space and permissions of the build directory",
                     )
+                from neobuild.reports import clean_text  # masks secret-looking env values
+
                 log = model_dir(manifest, model) / "export.log"
                 return ModelReport(
                     name=model.name,
                     status="interrupted" if isinstance(exc, Interrupted) else "failed",
                     duration=time.monotonic() - t0,
-                    message=_error_text(exc),
-                    hint=exc.hint,
+                    message=clean_text(_error_text(exc)),
+                    hint=clean_text(exc.hint) if exc.hint else None,
                     log_path=log if log.exists() else None,
-                    log_tail=_tail(log) if log.exists() else "",
+                    log_tail=clean_text(_tail(log)) if log.exists() else "",
                 ), None
 
         try:

@@ -402,3 +402,24 @@ def test_interrupt_stops_running_exports_and_keeps_nothing_half_done(tmp_path: P
         os.kill(export_pid, 0)
     assert not (repo / "neo.lock").exists() or "slow:" not in (repo / "neo.lock").read_text()
     assert not (repo / "build/neo/slow/model.tar.gz").exists()
+
+
+def test_secrets_are_masked_in_messages_and_json(tmp_path: Path) -> None:
+    repo = _repo(
+        tmp_path,
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n"
+        + COMPILE
+        + "models:\n  x:\n    framework: xgboost\n    export: src/export.py:export\n"
+        "    env: {SECRET_TOKEN: '${SECRET_TOKEN}'}\n",
+        {
+            "src/export.py": "import os\n\ndef export(output_dir, inputs):\n"
+            "    raise RuntimeError('bad token ' + os.environ['SECRET_TOKEN'])\n"
+        },
+    )
+    result = neobuild(
+        "package", "--all", "--json", cwd=repo, env={"SECRET_TOKEN": "supersecretvalue123"}
+    )
+    assert result.returncode == 1
+    assert "bad token ***" in result.stderr
+    assert "supersecretvalue123" not in result.stderr
+    assert "supersecretvalue123" not in result.stdout
