@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_plan.py [--models 1000] [--repeat 3] [--keep DIR]
+        [--compare REV]
 
 It generates a git repository with a ``neo.yaml`` of N models (each with an export
 file and a config file under ``models/<name>/``, all sharing ``common/**``), writes
@@ -11,7 +12,13 @@ outputs and a ``neo.lock`` that make every model fresh (as a finished ``package
 
 - the library path: ``manifest.load`` + ``plan.plan`` in-process, cold (no
   ``.neobuild/`` caches) and warm (manifest cache and stat cache filled);
-- ``neobuild plan --json`` and ``neobuild package --all`` as subprocesses, cold and warm.
+- ``neobuild plan --json`` and ``neobuild package --all`` as subprocesses, cold and warm;
+- with ``--compare REV``, the same commands run by neobuild as of git revision ``REV``
+  (exported with ``git archive``, on its own copy of the repository so the two never
+  share caches), interleaved with the current code's runs so both see the same load.
+
+neobuild's modules are byte-compiled first (as ``pip install`` does): this environment
+sets ``PYTHONDONTWRITEBYTECODE``, and compiling from source would add ~0.1 s to every run.
 
 Figures are printed and written to ``benchmarks/RESULTS.md`` under
 ``## plan on 1,000 models`` (other sections of that file are left alone).
@@ -34,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -76,7 +84,7 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _templates_hash(manifest: object) -> Callable[[object], str] | str:
+def _templates_hash(manifest: object) -> Callable[[Any], str] | str:
     """The templates hash the CLI uses (``build._templates_hash``), so the lock matches it."""
     try:
         from neobuild import build
@@ -189,14 +197,48 @@ def clear_caches(root: Path) -> None:
     shutil.rmtree(root / ".neobuild", ignore_errors=True)
 
 
-def cli(root: Path, *args: str) -> tuple[float, int, str]:
+def cli(root: Path, *args: str, code: Path | None = None) -> tuple[float, int, str]:
+    """Run the CLI in ``root``; with ``code``, the neobuild package found in that directory."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     t0 = time.perf_counter()
-    proc = subprocess.run([str(NEOBUILD), *args], cwd=root, capture_output=True, text=True)
+    proc = subprocess.run([str(NEOBUILD), *args], cwd=root, capture_output=True, text=True, env=env)
     return time.perf_counter() - t0, proc.returncode, proc.stdout + proc.stderr
+
+
+def precompile(package_dir: Path) -> None:
+    """Write the package's bytecode, as an installed wheel has it."""
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(package_dir)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def export_revision(rev: str, dest: Path) -> str:
+    """Write neobuild (and its templates) as of git revision ``rev`` into ``dest``."""
+    repo = HERE.parent
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    dest.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", sha, "neobuild", "templates"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    precompile(dest / "neobuild")
+    return sha
 
 
 def _fmt(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} ms" if values else "n/a"
+
+
+Row = tuple[str, str, str, str]  # what, before (REV), now, notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,26 +246,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="generate here and keep it")
+    parser.add_argument("--compare", metavar="REV", help="also time neobuild as of git REV")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     args = parser.parse_args(argv)
 
-    tmp = None
+    tmp = tempfile.TemporaryDirectory(prefix="neobuild-bench-")
     if args.keep:
         root = args.keep.resolve()
         if root.exists():
             shutil.rmtree(root)
     else:
-        tmp = tempfile.TemporaryDirectory(prefix="neobuild-bench-")
         root = Path(tmp.name) / "repo"
     root.mkdir(parents=True)
-    rows: list[tuple[str, str, str]] = []
+    rows: list[Row] = []
     notes: list[str] = []
+    before = ""
     try:
+        precompile(HERE.parent / "neobuild")
         t0 = time.perf_counter()
         generate(root, args.models)
         fake_build(root)
         setup = time.perf_counter() - t0
         print(f"generated {args.models} models in {setup:.1f} s at {root}")
+        old_code: Path | None = None
+        old_root = Path(tmp.name) / "repo-before"
+        if args.compare:
+            old_code = Path(tmp.name) / "code-before"
+            before = export_revision(args.compare, old_code)
+            shutil.copytree(root, old_root, symlinks=True)
+            clear_caches(old_root)
+            print(f"comparing with {before} ({args.compare})")
 
         cold, warm = [], []
         reads_cold = reads_warm = stale = 0
@@ -235,72 +287,125 @@ def main(argv: list[str] | None = None) -> int:
             seconds, stale, reads_warm = library_plan(root, stages)
             warm.append(seconds)
         rows.append(
-            ("library: load + plan, cold", _fmt(cold), f"{reads_cold} files read, {stale} stale")
+            (
+                "library: load + plan, cold",
+                "",
+                _fmt(cold),
+                f"{reads_cold} files read, {stale} stale",
+            )
         )
         rows.append(
-            ("library: load + plan, warm", _fmt(warm), f"{reads_warm} files read, {stale} stale")
+            (
+                "library: load + plan, warm",
+                "",
+                _fmt(warm),
+                f"{reads_warm} files read, {stale} stale",
+            )
         )
         for name in STAGES:
-            rows.append((f"- warm stage: {name}", _fmt(stages[name]), "in-process"))
+            rows.append((f"- warm stage: {name}", "", _fmt(stages[name]), "in-process"))
 
         for label, command in (
             ("`neobuild plan --json`", ["plan", "--json"]),
             ("`neobuild package --all` (no-op)", ["package", "--all"]),
         ):
-            cold, warm = [], []
+            runs: dict[tuple[str, str], list[float]] = {}
             failure = ""
             for _ in range(args.repeat):
-                clear_caches(root)
-                seconds, rc, output = cli(root, *command)
-                if rc != 0:
-                    errors = [x for x in output.splitlines() if x.startswith("error:")]
-                    failure = (errors or output.strip().splitlines() or [f"exit {rc}"])[0]
-                    break
-                cold.append(seconds)
-                seconds, rc, output = cli(root, *command)
-                warm.append(seconds)
-            if failure:
-                rows.append((f"{label}", "n/a", f"failed: {failure[:120]}"))
-                notes.append(f"{label} failed (exit {rc}): {failure}")
-            else:
-                rows.append((f"{label}, cold", _fmt(cold), "subprocess, incl. interpreter start"))
-                rows.append((f"{label}, warm", _fmt(warm), "subprocess, incl. interpreter start"))
-        seconds, rc, _ = cli(root, "--version")
+                sides: list[tuple[str, Path, Path | None]] = [("now", root, None)]
+                if old_code is not None:
+                    sides.insert(0, ("before", old_root, old_code))
+                for side, where, code in sides:
+                    clear_caches(where)
+                    for phase in ("cold", "warm"):
+                        seconds, rc, output = cli(where, *command, code=code)
+                        if rc != 0 and not failure:
+                            errors = [x for x in output.splitlines() if x.startswith("error:")]
+                            first = (errors or output.strip().splitlines() or [f"exit {rc}"])[0]
+                            failure = f"{side}: {first}"
+                            notes.append(f"{label} ({side}) failed (exit {rc}): {first}")
+                        runs.setdefault((side, phase), []).append(seconds)
+            for phase in ("cold", "warm"):
+                rows.append(
+                    (
+                        f"{label}, {phase}",
+                        _fmt(runs.get(("before", phase), [])) if old_code else "",
+                        _fmt(runs[("now", phase)]),
+                        "subprocess, incl. interpreter start"
+                        + (f"; failed: {failure[:100]}" if failure else ""),
+                    )
+                )
+        floor: dict[str, list[float]] = {}
+        for _ in range(args.repeat):
+            for side, code in (("before", old_code), ("now", None)):
+                if side == "before" and code is None:
+                    continue
+                seconds, rc, _ = cli(root, "--version", code=code)
+                floor.setdefault(side, []).append(seconds)
         rows.append(
-            ("`neobuild --version` (startup floor)", f"{seconds * 1000:.0f} ms", f"exit {rc}")
+            (
+                "`neobuild --version` (startup floor)",
+                _fmt(floor.get("before", [])) if old_code else "",
+                _fmt(floor["now"]),
+                "interpreter + `import neobuild.cli` (typer)",
+            )
         )
     finally:
-        if tmp is not None:
-            tmp.cleanup()
+        tmp.cleanup()
 
+    show_before = bool(before)
     width = max(len(r[0]) for r in rows)
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>8}  {note}")
+    if show_before:
+        print(f"{'':<{width}}  {'before':>8}  {'now':>8}")
+    for name, old, new, note in rows:
+        old_text = f"{old or '':>8}  " if show_before else ""
+        print(f"{name:<{width}}  {old_text}{new:>8}  {note}")
     if not args.no_write:
-        write_results(rows, notes, args.models, args.repeat)
+        write_results(rows, notes, args.models, args.repeat, before, args.compare)
     return 0
 
 
-def write_results(rows: list[tuple[str, str, str]], notes: list[str], n: int, repeat: int) -> None:
+def write_results(
+    rows: list[Row],
+    notes: list[str],
+    n: int,
+    repeat: int,
+    before: str = "",
+    rev: str | None = None,
+) -> None:
     """Replace (or append) the plan section of RESULTS.md, leaving other sections alone."""
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     machine = (
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}, load average {load} at the end"
     )
+    compare = f" --compare {rev}" if rev else ""
     body = [
         SECTION,
         "",
-        f"Generated by `benchmarks/bench_plan.py --models {n}` on {time.strftime('%Y-%m-%d')} "
-        f"({machine}); median of {repeat} runs. Cold: no `.neobuild/` (manifest and stat "
-        "caches empty); warm: the second run. Every model is fresh (outputs and neo.lock "
-        "written as a finished `package --all` leaves them).",
-        "",
-        "| what | time | notes |",
-        "|---|---:|---|",
-        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        f"Generated by `benchmarks/bench_plan.py --models {n}{compare}` on "
+        f"{time.strftime('%Y-%m-%d')} ({machine}); median of {repeat} runs. Cold: no "
+        "`.neobuild/` (manifest, lock and stat caches empty); warm: the second run. Every "
+        "model is fresh (outputs and neo.lock written as a finished `package --all` leaves "
+        "them). Bytecode compiled beforehand, as an installed wheel has it.",
         "",
     ]
+    if before:
+        body += [
+            f"*before*: neobuild at `{before}`, run on its own copy of the repository, "
+            "interleaved with *now* (same load).",
+            "",
+            f"| what | before ({before}) | now | notes |",
+            "|---|---:|---:|---|",
+            *(f"| {a} | {b or '-'} | {c} | {d} |" for a, b, c, d in rows),
+        ]
+    else:
+        body += [
+            "| what | time | notes |",
+            "|---|---:|---|",
+            *(f"| {a} | {c} | {d} |" for a, _, c, d in rows),
+        ]
+    body.append("")
     body += [f"- {note}" for note in notes]
     if notes:
         body.append("")
