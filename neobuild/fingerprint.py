@@ -133,23 +133,26 @@ def model_json(model: Model) -> dict[str, Any]:
 
 
 _SCALARS = (str, int, float, bool, type(None))
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
 _SCALAR_TYPES = frozenset(_SCALARS)
+#: Per type: its dataclass field names (``position`` left out), or None for a non-dataclass.
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
 
 
 def _jsonable(value: Any) -> Any:
     kind = type(value)
     if kind in _SCALAR_TYPES or isinstance(value, _SCALARS):  # the set first: no MRO walk
         return value
-    names = _FIELD_NAMES.get(kind)
-    if names is None and is_dataclass(value) and not isinstance(value, type):
-        names = tuple(f.name for f in fields(value) if f.name != "position")
-        _FIELD_NAMES[kind] = names
+    try:
+        names = _FIELD_NAMES[kind]
+    except KeyError:
+        names = _FIELD_NAMES[kind] = (
+            tuple(f.name for f in fields(kind) if f.name != "position")
+            if is_dataclass(kind)
+            else None
+        )
     if names is not None:
         return {name: _jsonable(getattr(value, name)) for name in names}
-    if isinstance(value, list | tuple):
+    if kind is tuple or kind is list or isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}

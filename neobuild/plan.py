@@ -425,7 +425,7 @@ def changed_fields(old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
 
 
 def _check_file(
-    root: Path, rel: str, sha256: str, size: int | None, cache: StatCache
+    root: Path | str, rel: str, sha256: str, size: int | None, cache: StatCache
 ) -> Reason | None:
     path = os.path.join(root, rel)
     try:
@@ -490,10 +490,11 @@ def output_reasons(
     """Outputs the lock lists that are missing or differ from their recorded hash."""
     request_paths = {r.path for r in entry.requests.values()}
     reasons = []
+    root = os.fspath(manifest.root)
     for rel, sha, size in locked_outputs(manifest, name, entry):
         if rel in request_paths:
             continue  # reported per target
-        reason = _check_file(manifest.root, rel, sha, size, cache)
+        reason = _check_file(root, rel, sha, size, cache)
         if reason is not None:
             reasons.append(reason)
     return reasons
