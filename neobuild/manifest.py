@@ -1484,7 +1484,7 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
             if hashlib.sha256((root / rel).read_bytes()).hexdigest() != digest:
                 return None
         real_root = os.path.realpath(root) + os.sep
-        realpath = _RealPaths()
+        realpath = RealPaths()
         for probe, existed in record["probes"].items():
             kind, rel = probe.split(":", 1)
             target = os.path.join(root, rel)  # plain strings: a thousand stats stay cheap
@@ -1499,11 +1499,17 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
         return None  # missing, corrupt or foreign: validate from scratch
 
 
-class _RealPaths:
-    """``os.path.realpath`` with each directory resolved once.
+class RealPaths:
+    """``os.path.realpath`` with each directory resolved once (one instance per pass).
 
     A thousand models' export files share a few directories; resolving each path from
-    the root costs one ``lstat`` per component, this one ``lstat`` per file.
+    the root costs one ``lstat`` per component, this one ``lstat`` per file. Use a new
+    instance for each pass over the files: directories are not re-checked.
+
+    Example::
+
+        realpath = RealPaths()
+        inside = all(realpath(p).startswith(real_root) for p in paths)
     """
 
     def __init__(self) -> None:

@@ -108,7 +108,7 @@ def test_no_cache_directory_is_created_beside_a_lock(tmp_path: Path) -> None:
 
 
 def test_manifest_realpaths_agree_with_os_realpath(tmp_path: Path) -> None:
-    from neobuild.manifest import _RealPaths
+    from neobuild.manifest import RealPaths
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "f.py").write_text("")
@@ -116,7 +116,7 @@ def test_manifest_realpaths_agree_with_os_realpath(tmp_path: Path) -> None:
     (tmp_path / "a" / "link.py").symlink_to(tmp_path / "out" / "x.py")
     (tmp_path / "a" / "dirlink").symlink_to(tmp_path / "out", target_is_directory=True)
     (tmp_path / "a" / "up.py").symlink_to("../out/y.py")
-    realpath = _RealPaths()
+    realpath = RealPaths()
     for rel in (
         "a/b/f.py",
         "a/link.py",
