@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -197,14 +198,25 @@ def clear_caches(root: Path) -> None:
     shutil.rmtree(root / ".neobuild", ignore_errors=True)
 
 
-def cli(root: Path, *args: str, code: Path | None = None) -> tuple[float, int, str]:
-    """Run the CLI in ``root``; with ``code``, the neobuild package found in that directory."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cli(root: Path, *args: str, code: Path | None = None) -> tuple[float, float, int, str]:
+    """Run the CLI in ``root``; with ``code``, the neobuild package found in that directory.
+
+    Returns wall seconds, CPU seconds (user + system: less sensitive to the machine's
+    load than wall time), the exit code and the output.
+    """
     env = dict(os.environ)
     if code is not None:
         env["PYTHONPATH"] = str(code)
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run([str(NEOBUILD), *args], cwd=root, capture_output=True, text=True, env=env)
-    return time.perf_counter() - t0, proc.returncode, proc.stdout + proc.stderr
+    wall = time.perf_counter() - t0
+    return wall, _children_cpu() - cpu0, proc.returncode, proc.stdout + proc.stderr
 
 
 def precompile(package_dir: Path) -> None:
@@ -234,8 +246,43 @@ def export_revision(rev: str, dest: Path) -> str:
     return sha
 
 
-def _fmt(values: list[float]) -> str:
-    return f"{statistics.median(values) * 1000:.0f} ms" if values else "n/a"
+def _fmt(values: list[float], cpu: list[float] | None = None) -> str:
+    if not values:
+        return "n/a"
+    text = f"{statistics.median(values) * 1000:.0f} ms"
+    if cpu:
+        text += f" ({statistics.median(cpu) * 1000:.0f} CPU)"
+    return text
+
+
+def library_runs(root: Path, repeat: int) -> dict[str, Any]:
+    """Cold and warm in-process runs of the library path (with the stage breakdown)."""
+    cold, warm = [], []
+    reads_cold = reads_warm = stale = 0
+    stages: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        clear_caches(root)
+        seconds, stale, reads_cold = library_plan(root)
+        cold.append(seconds)
+        seconds, stale, reads_warm = library_plan(root, stages)
+        warm.append(seconds)
+    return {
+        "cold": cold,
+        "warm": warm,
+        "stages": stages,
+        "reads_cold": reads_cold,
+        "reads_warm": reads_warm,
+        "stale": stale,
+    }
+
+
+def library_runs_of(code: Path, root: Path, repeat: int) -> dict[str, Any]:
+    """:func:`library_runs` in a subprocess that imports neobuild from ``code``."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    argv = [sys.executable, __file__, "--library-only", str(root), "--repeat", str(repeat)]
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
 
 
 Row = tuple[str, str, str, str]  # what, before (REV), now, notes
@@ -248,7 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="generate here and keep it")
     parser.add_argument("--compare", metavar="REV", help="also time neobuild as of git REV")
     parser.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    parser.add_argument("--library-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.library_only:  # the --compare side of the library figures
+        print(json.dumps(library_runs(args.library_only, args.repeat)))
+        return 0
 
     tmp = tempfile.TemporaryDirectory(prefix="neobuild-bench-")
     if args.keep:
@@ -277,39 +328,45 @@ def main(argv: list[str] | None = None) -> int:
             clear_caches(old_root)
             print(f"comparing with {before} ({args.compare})")
 
-        cold, warm = [], []
-        reads_cold = reads_warm = stale = 0
-        stages: dict[str, list[float]] = {}
-        for _ in range(args.repeat):
-            clear_caches(root)
-            seconds, stale, reads_cold = library_plan(root)
-            cold.append(seconds)
-            seconds, stale, reads_warm = library_plan(root, stages)
-            warm.append(seconds)
+        lib = library_runs(root, args.repeat)
+        old_lib: dict[str, Any] = {}
+        if old_code is not None:
+            old_lib = library_runs_of(old_code, old_root, args.repeat)
+            clear_caches(old_root)
+
+        def lib_row(what: str, key: str, note: str) -> Row:
+            return (what, _fmt(old_lib.get(key, [])) if old_lib else "", _fmt(lib[key]), note)
+
         rows.append(
-            (
+            lib_row(
                 "library: load + plan, cold",
-                "",
-                _fmt(cold),
-                f"{reads_cold} files read, {stale} stale",
+                "cold",
+                f"{lib['reads_cold']} files read, {lib['stale']} stale",
             )
         )
         rows.append(
-            (
+            lib_row(
                 "library: load + plan, warm",
-                "",
-                _fmt(warm),
-                f"{reads_warm} files read, {stale} stale",
+                "warm",
+                f"{lib['reads_warm']} files read, {lib['stale']} stale",
             )
         )
         for name in STAGES:
-            rows.append((f"- warm stage: {name}", "", _fmt(stages[name]), "in-process"))
+            rows.append(
+                (
+                    f"- warm stage: {name}",
+                    _fmt(old_lib["stages"].get(name, [])) if old_lib else "",
+                    _fmt(lib["stages"][name]),
+                    "in-process",
+                )
+            )
 
         for label, command in (
             ("`neobuild plan --json`", ["plan", "--json"]),
             ("`neobuild package --all` (no-op)", ["package", "--all"]),
         ):
             runs: dict[tuple[str, str], list[float]] = {}
+            cpus: dict[tuple[str, str], list[float]] = {}
             failure = ""
             for _ in range(args.repeat):
                 sides: list[tuple[str, Path, Path | None]] = [("now", root, None)]
@@ -318,35 +375,40 @@ def main(argv: list[str] | None = None) -> int:
                 for side, where, code in sides:
                     clear_caches(where)
                     for phase in ("cold", "warm"):
-                        seconds, rc, output = cli(where, *command, code=code)
+                        seconds, cpu, rc, output = cli(where, *command, code=code)
                         if rc != 0 and not failure:
                             errors = [x for x in output.splitlines() if x.startswith("error:")]
                             first = (errors or output.strip().splitlines() or [f"exit {rc}"])[0]
                             failure = f"{side}: {first}"
                             notes.append(f"{label} ({side}) failed (exit {rc}): {first}")
                         runs.setdefault((side, phase), []).append(seconds)
+                        cpus.setdefault((side, phase), []).append(cpu)
             for phase in ("cold", "warm"):
                 rows.append(
                     (
                         f"{label}, {phase}",
-                        _fmt(runs.get(("before", phase), [])) if old_code else "",
-                        _fmt(runs[("now", phase)]),
+                        _fmt(runs.get(("before", phase), []), cpus.get(("before", phase)))
+                        if old_code
+                        else "",
+                        _fmt(runs[("now", phase)], cpus[("now", phase)]),
                         "subprocess, incl. interpreter start"
                         + (f"; failed: {failure[:100]}" if failure else ""),
                     )
                 )
         floor: dict[str, list[float]] = {}
+        floor_cpu: dict[str, list[float]] = {}
         for _ in range(args.repeat):
             for side, code in (("before", old_code), ("now", None)):
                 if side == "before" and code is None:
                     continue
-                seconds, rc, _ = cli(root, "--version", code=code)
+                seconds, cpu, _, _ = cli(root, "--version", code=code)
                 floor.setdefault(side, []).append(seconds)
+                floor_cpu.setdefault(side, []).append(cpu)
         rows.append(
             (
                 "`neobuild --version` (startup floor)",
-                _fmt(floor.get("before", [])) if old_code else "",
-                _fmt(floor["now"]),
+                _fmt(floor.get("before", []), floor_cpu.get("before")) if old_code else "",
+                _fmt(floor["now"], floor_cpu["now"]),
                 "interpreter + `import neobuild.cli` (typer)",
             )
         )
@@ -387,7 +449,9 @@ def write_results(
         f"{time.strftime('%Y-%m-%d')} ({machine}); median of {repeat} runs. Cold: no "
         "`.neobuild/` (manifest, lock and stat caches empty); warm: the second run. Every "
         "model is fresh (outputs and neo.lock written as a finished `package --all` leaves "
-        "them). Bytecode compiled beforehand, as an installed wheel has it.",
+        "them). Bytecode compiled beforehand, as an installed wheel has it. Subprocess "
+        "figures are wall time, with the process's CPU time (user + system) in parentheses: "
+        "on a loaded machine CPU time is the steadier measure.",
         "",
     ]
     if before:
