@@ -23,6 +23,7 @@ import os
 import re
 import struct
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -801,6 +802,15 @@ def _cache_lookup(path: Path, key: bytes) -> Lock | None:
         return None  # missing, corrupt or foreign: parse the lock itself
 
 
+def _remove_stale_cache_temps(target: Path, age: float = 60.0) -> None:
+    """Delete cache temp files a killed process left (only old ones: others may be writing)."""
+    cutoff = time.time() - age
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+
+
 def _cache_store(path: Path, key: bytes, models: Mapping[str, Any]) -> None:
     """Remember the parse of a valid lock; only where ``.neobuild/`` already exists."""
     target = _cache_file(path)
@@ -816,6 +826,7 @@ def _cache_store(path: Path, key: bytes, models: Mapping[str, Any]) -> None:
             _code_stamp(),
             hashlib.sha256(payload).digest(),
         )
+        _remove_stale_cache_temps(target)
         # Renamed into place but not fsynced: a torn cache fails its checksum, and
         # syncing 1 MB per model update would slow parallel builds down.
         fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_NAME}.", suffix=".tmp", dir=target.parent)

@@ -131,3 +131,16 @@ def test_manifest_realpaths_agree_with_os_realpath(tmp_path: Path) -> None:
         path = os.path.join(tmp_path, rel)
         assert realpath(path) == os.path.realpath(path), rel
         assert realpath(path) == os.path.realpath(path), rel  # memoised directories
+
+
+def test_lock_cache_temps_left_by_a_killed_writer_are_removed(tmp_path: Path) -> None:
+    (tmp_path / ".neobuild").mkdir()
+    path = tmp_path / lockfile.LOCK_NAME
+    old = tmp_path / ".neobuild" / f".{lockfile.CACHE_NAME}.dead.tmp"
+    fresh = tmp_path / ".neobuild" / f".{lockfile.CACHE_NAME}.busy.tmp"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    os.utime(old, (1, 1))
+    lockfile.write_lock(path, Lock(models={"a": _entry(1)}))
+    assert not old.exists()
+    assert fresh.exists()  # maybe another process's write in progress
