@@ -1517,13 +1517,17 @@ class RealPaths:
 
     def __call__(self, path: str) -> str:
         head, tail = os.path.split(path)
-        if tail in ("", ".", "..") or not head:
+        if tail in ("", ".", "..") or not head or head == path:
             return os.path.realpath(path)
-        real_head = self._dirs.get(head)
-        if real_head is None:
-            real_head = self._dirs[head] = os.path.realpath(head)
-        joined = os.path.join(real_head, tail)
+        joined = os.path.join(self._directory(head), tail)
         return os.path.realpath(joined) if os.path.islink(joined) else joined
+
+    def _directory(self, path: str) -> str:
+        """The real path of a directory, from the real path of its parent."""
+        real = self._dirs.get(path)
+        if real is None:
+            real = self._dirs[path] = self(path)
+        return real
 
 
 def _encode_position(pos: Position | None, root: Path) -> list[Any] | None:

@@ -116,6 +116,9 @@ def test_manifest_realpaths_agree_with_os_realpath(tmp_path: Path) -> None:
     (tmp_path / "a" / "link.py").symlink_to(tmp_path / "out" / "x.py")
     (tmp_path / "a" / "dirlink").symlink_to(tmp_path / "out", target_is_directory=True)
     (tmp_path / "a" / "up.py").symlink_to("../out/y.py")
+    (tmp_path / "out" / "deep").mkdir()
+    (tmp_path / "a" / "b" / "c").symlink_to("../dirlink/deep", target_is_directory=True)
+    (tmp_path / "loop").symlink_to("loop")
     realpath = RealPaths()
     for rel in (
         "a/b/f.py",
@@ -127,6 +130,12 @@ def test_manifest_realpaths_agree_with_os_realpath(tmp_path: Path) -> None:
         "a/b/..",
         "a/./b/f.py",
         "../outside.py",
+        "a/b/c/g.py",
+        "a/b/c/../h.py",
+        "a/dirlink/deep/../x.py",
+        "loop/z.py",
+        "a//b/f.py",
+        "a/b/f.py/",
     ):
         path = os.path.join(tmp_path, rel)
         assert realpath(path) == os.path.realpath(path), rel
