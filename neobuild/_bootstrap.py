@@ -40,6 +40,7 @@ EXIT_IMPORT_FAILED = 12
 EXIT_FUNCTION_MISSING = 13
 EXIT_EXPORT_RAISED = 14
 EXIT_EXPORT_EXITED = 15
+EXIT_ORPHANED = 16  # neobuild died; the export ended itself
 
 #: The name a file entrypoint is imported under: stable, so that anything that records
 #: a module name (pickle, TorchScript's ``__torch__.<module>.<Class>``) records the same
@@ -198,7 +199,50 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _die_with_parent() -> None:
+    """End this export's whole process group when neobuild dies (even by kill -9).
+
+    The export runs in a session of its own (so a timeout can stop all of it), which
+    also shields it from signals aimed at neobuild's group: without this watch, an
+    export would outlive a killed neobuild and its timeout.
+    """
+    import signal
+    import threading
+    import time
+
+    initial = os.getppid()
+    try:
+        expected = int(os.environ.pop("NEOBUILD_PARENT_PID"))
+    except (KeyError, ValueError):
+        expected = initial
+
+    def gone() -> bool:
+        # Reparented (neobuild died, even if not reaped yet), or neobuild no longer exists
+        # (it died before we looked, or a wrapper interpreter sits between us).
+        if os.getppid() != initial:
+            return True
+        try:
+            os.kill(expected, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
+
+    def watch() -> None:
+        while True:
+            if gone():
+                try:
+                    os.killpg(os.getpgid(0), signal.SIGKILL)
+                finally:
+                    os._exit(EXIT_ORPHANED)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="neobuild-parent-watch", daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     if len(argv) != 2:
         print("usage: python _bootstrap.py SPEC.json", file=sys.stderr)
         return EXIT_BAD_SPEC

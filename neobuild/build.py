@@ -153,9 +153,11 @@ def build_lock(root: Path, *, wait: bool) -> Iterator[None]:
             hint="wait for it to finish, or rerun with --wait to queue behind it",
         ) from None
     try:
-        holder_file.write_text(
+        from neobuild.atomic import atomic_write_text
+
+        atomic_write_text(
+            holder_file,
             json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}),
-            encoding="utf-8",
         )
         yield
     finally:
@@ -165,12 +167,21 @@ def build_lock(root: Path, *, wait: bool) -> Iterator[None]:
 
 
 def _read_holder(path: Path) -> str:
+    """`` (pid N on HOST, since HH:MM:SS)`` from the holder file, when it names a live run."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        pid, host = int(data["pid"]), str(data["host"])
         started = time.strftime("%H:%M:%S", time.localtime(float(data["started"])))
-        return f" (pid {data['pid']} on {data['host']}, since {started})"
     except (OSError, ValueError, KeyError, TypeError):
         return ""
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return ""  # a killed run's leftover file; the lock holder is another run
+        except PermissionError:
+            pass
+    return f" (pid {pid} on {host}, since {started})"
 
 
 # --------------------------------------------------------------------------- one model
@@ -361,7 +372,10 @@ def build_model(
         report.archive = entry.archive_path
         report.archive_sha256 = archive.sha256
         report.files = {rel: rec.sha256 for rel, rec in files.items()}
-        report.targets = [(key, "rendered", str(path)) for key, path in request_paths.items()]
+        report.targets = [
+            (key, "rendered", str(final / path.relative_to(staging)))
+            for key, path in request_paths.items()
+        ]
         report.smoke = smoke_status
         return report, entry
     except BaseException as exc:
@@ -489,7 +503,7 @@ class LockWriter:
 
         if not self.pending:
             return
-        pending, self.pending = self.pending, {}
+        pending = dict(self.pending)
 
         def change(current: lockfile.Lock) -> dict[str, LockEntry | None]:
             return {
@@ -498,6 +512,10 @@ class LockWriter:
             }
 
         lockfile.modify_lock(self.path, change)
+        # Forget only what was written: an interrupted write is retried by the last flush.
+        for name, entry in pending.items():
+            if self.pending.get(name) is entry:
+                del self.pending[name]
         self.last = time.monotonic()
 
 
@@ -768,12 +786,13 @@ def _run_parallel(
                     break
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
-                    model = running.pop(future)
+                    model = running[future]
                     rep, entry = future.result()
-                    failed = failed or rep.status == "failed"
                     reports[model.name] = rep
                     if entry is not None:
-                        writer.add(model.name, entry)
+                        writer.add(model.name, entry)  # before the future is forgotten
+                    del running[future]
+                    failed = failed or rep.status == "failed"
                     progress.finished(rep)
     except KeyboardInterrupt:
         cancel.set()

@@ -546,6 +546,7 @@ def run_export(
 def _export_env(model: Model, python: Path) -> dict[str, str]:
     """The scrubbed environment, with a venv's ``bin`` first on PATH as activation does."""
     env = scrubbed_env(model.env_dict)
+    env["NEOBUILD_PARENT_PID"] = str(os.getpid())  # the bootstrap ends itself if we die
     bindir = Path(python).parent
     if (bindir.parent / "pyvenv.cfg").is_file() and "VIRTUAL_ENV" not in env:
         env["VIRTUAL_ENV"] = str(bindir.parent)
