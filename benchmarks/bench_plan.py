@@ -457,7 +457,7 @@ def write_results(
     if before:
         body += [
             f"*before*: neobuild at `{before}`, run on its own copy of the repository, "
-            "interleaved with *now* (same load).",
+            "its CLI runs interleaved with *now*'s (same load); library rows run one after the other.",
             "",
             f"| what | before ({before}) | now | notes |",
             "|---|---:|---:|---|",
