@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import filelock
-
 from neobuild import __version__, outputs
 from neobuild.console import Output
 from neobuild.errors import (
@@ -140,6 +138,8 @@ def build_lock(root: Path, *, wait: bool) -> Iterator[None]:
     The lock is an ``flock`` on ``.neobuild/build.lock``: the kernel releases it when
     its holder dies, so a lock left by a killed run is never stale.
     """
+    import filelock
+
     state = root / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     holder_file = state / "build.lock.json"
@@ -462,13 +462,17 @@ def _check_build_dir(manifest: Manifest, models: Sequence[Model]) -> None:
         UsageError: an export entrypoint, requirements file or templates directory lies
             inside ``build_dir``.
     """
-    build = manifest.build_dir.resolve()
+    from neobuild.manifest import RealPaths
+
+    realpath = RealPaths()
+    build = os.path.realpath(manifest.build_dir)
+    root = os.fspath(manifest.root)
     for model in models:
         for rel in (model.export.path, model.requirements_file, model.templates_dir):
             if rel is None:
                 continue
-            path = (manifest.root / rel).resolve()
-            if path == build or build in path.parents:
+            path = realpath(os.path.join(root, rel))
+            if path == build or path.startswith(build + os.sep):
                 raise UsageError(
                     f"build_dir {_rel(manifest, manifest.build_dir)} contains {rel}, an input of "
                     f"model {model.name!r}; neobuild replaces what is in build_dir",
@@ -764,11 +768,11 @@ def _run_parallel(
     the CLI turns into one) running exports are stopped, nothing unfinished is kept,
     and what finished before stays recorded.
     """
+    if not models:
+        return
     from neobuild import runner
     from neobuild.progress import BuildProgress
 
-    if not models:
-        return
     workers = max(1, jobs)
     failed = False
     pending = list(models)

@@ -125,7 +125,14 @@ def test_second_run_builds_nothing_and_verify_passes(built: tuple[Path, dict[str
     again = neobuild("package", "--all", "--json", cwd=repo)
     assert again.returncode == 0, again.stderr
     data = report(again)
-    assert data["summary"] == {"built": 0, "restored": 0, "fresh": 7, "failed": 0, "skipped": 0}
+    assert data["summary"] == {
+        "built": 0,
+        "restored": 0,
+        "fresh": 7,
+        "failed": 0,
+        "interrupted": 0,
+        "skipped": 0,
+    }
     assert "0 built, 7 up to date" in again.stderr
     assert (repo / "neo.lock").read_bytes() == before
     assert neobuild("plan", "--check", cwd=repo).returncode == 0
