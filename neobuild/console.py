@@ -36,7 +36,7 @@ class Output:
         if self.err is None:
             from rich.console import Console
 
-            self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+            self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         return self.err
 
     def _plain(self) -> bool:

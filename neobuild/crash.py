@@ -29,8 +29,7 @@ def report_error(out: Output, exc: NeobuildError) -> None:
     if isinstance(exc, ManifestError) and exc.problems:
         for diagnostic in exc.problems:
             out.console.print(diagnostic.render(), markup=False, highlight=False)
-        errors = sum(1 for p in exc.problems if p.severity == "error")
-        out.error(exc.message if not errors else f"{exc.message} ({errors} error(s))")
+        out.error(exc.message)  # "neo.yaml has N error(s)"
     else:  # other errors' messages already list their problems
         out.error(exc.message)
     if exc.hint:
