@@ -690,6 +690,7 @@ class _Validator:
         top = self.docs[0]
         top_defaults = _defaults_of(top)
         declared: dict[str, _ModelSource] = {}
+        folded: dict[str, _ModelSource] = {}  # name.casefold() -> first declaration
         for doc in self.docs:
             if not isinstance(doc.data, dict):
                 continue
@@ -717,9 +718,25 @@ class _Validator:
                 src = _ModelSource(name, doc, defaults)
                 declared[name] = src
                 self.check_name(src)
+                self.check_case(src, folded.setdefault(name.casefold(), src))
                 if isinstance(models[name], dict):
                     self.cerberus(doc, src.path, models[name], "model")
         return list(declared.values())
+
+    def check_case(self, src: _ModelSource, first: _ModelSource) -> None:
+        """Names equal but for letter case collide in build dirs on macOS and in AWS names."""
+        if first is src:
+            return
+        line, col = first.doc.position(first.path, at="key")
+        self.report(
+            src.doc,
+            src.path,
+            f"model {src.name!r} differs only in letter case from model {first.name!r} "
+            f"declared at {first.doc.path}:{line}:{col}",
+            hint="rename one of them: build directories on case-insensitive file systems "
+            "(macOS, Windows) and AWS resource names would collide",
+            at="key",
+        )
 
     def check_name(self, src: _ModelSource) -> None:
         name = src.name
