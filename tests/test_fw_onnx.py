@@ -14,6 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from neobuild.errors import ArtifactError
+from neobuild.frameworks import _protowire
 from neobuild.frameworks import onnx as onnx_adapter
 from neobuild.frameworks.onnx import ADAPTER
 from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
@@ -167,6 +168,16 @@ def test_garbage_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"\xff\xff\xff\xff not protobuf")
     (problem,) = rejection(tmp_path).problems
     assert problem.startswith("model.onnx: expected an ONNX ModelProto, found ")
+
+
+def test_the_wire_format_is_read_by_the_shared_protowire_reader(tmp_path: Path) -> None:
+    """One protobuf decoder for ONNX and TensorFlow: its error type is the one raised here."""
+    (tmp_path / "model.onnx").write_bytes(b"\x0a\x05abc")  # field 1, 5 bytes, only 3 follow
+    with pytest.raises(_protowire.WireError, match="runs past the end"):
+        onnx_adapter.read_onnx(tmp_path / "model.onnx")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07")  # ir_version 7, no graph
+    with pytest.raises(_protowire.WireError, match="no graph"):
+        onnx_adapter.read_onnx(tmp_path / "model.onnx")
 
 
 def test_symlink_to_a_file_outside_is_rejected(exported: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""A minimal protobuf reader, enough to inspect TensorFlow graphs without TensorFlow.
+"""A minimal protobuf reader, enough to inspect TensorFlow graphs and ONNX models.
 
 neobuild never imports TensorFlow, and the generated ``GraphDef``/``SavedModel``
 message classes live inside it. The few fields the TensorFlow adapter needs are
@@ -6,6 +6,9 @@ read here, from the binary wire format (https://protobuf.dev/programming-guides/
 varints and length-delimited fields; fixed-width fields are skipped) or from the
 text format of ``.pbtxt`` files. Both are decoded into the same light form, a
 :data:`Message` (field name -> list of values), so one set of accessors serves both.
+
+The ONNX adapter reads ``ModelProto`` with :func:`fields` alone (its field numbers
+are in ``frameworks/onnx.py``).
 
 Field numbers come from tensorflow/core/framework/{graph,node_def,attr_value,
 tensor_shape,types}.proto and tensorflow/core/protobuf/{saved_model,meta_graph}.proto.

@@ -10,11 +10,11 @@ an external file (Neo receives only the archive, and TVM loads one file). When t
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from neobuild.frameworks import _common
+from neobuild.frameworks._protowire import WireError, fields
 from neobuild.frameworks.base import Artifacts
 from neobuild.model import Model
 
@@ -27,58 +27,6 @@ HINT = (
 
 #: Newest default-domain opset each ONNX release knows (onnx/docs/Versioning.md).
 MAX_OPSET = {(1, 5): 10, (1, 6): 11, (1, 7): 12, (1, 8): 13, (1, 9): 14, (1, 10): 15}
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-
-
-class WireError(ValueError):
-    """The bytes are not a well-formed protobuf message."""
-
-
-def fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """Every top-level field of a protobuf message as ``(number, wire type, value)``.
-
-    Varints are ints, length-delimited fields bytes; fixed-width fields are skipped
-    (https://protobuf.dev/programming-guides/encoding/).
-
-    Raises:
-        WireError: on truncated or malformed input.
-    """
-    pos, end = 0, len(data)
-    while pos < end:
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise WireError("field number 0")
-        if wire == _VARINT:
-            value, pos = _varint(data, pos)
-            yield number, wire, value
-        elif wire == _LEN:
-            size, pos = _varint(data, pos)
-            if pos + size > end:
-                raise WireError("length-delimited field runs past the end")
-            yield number, wire, data[pos : pos + size]
-            pos += size
-        elif wire in (_I64, _I32):
-            pos += 8 if wire == _I64 else 4
-        else:
-            raise WireError(f"unsupported wire type {wire}")
-    if pos != end:
-        raise WireError("truncated fixed-width field")
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise WireError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise WireError("varint longer than 10 bytes")
 
 
 @dataclass(frozen=True)
@@ -101,21 +49,24 @@ def read_onnx(path: Path) -> OnnxInfo:
     (key = 1, value = 2), data_location = 14 (1 = EXTERNAL). NodeProto: attribute = 5;
     AttributeProto: t = 5, tensors = 9.
 
+    The wire format is decoded by :func:`neobuild.frameworks._protowire.fields`;
+    length-delimited values are ``memoryview`` slices of the file's bytes (no copies).
+
     Raises:
         WireError: if the file is not a protobuf message.
     """
     data = path.read_bytes()
     ir_version: int | None = None
     opset: int | None = None
-    graph = b""
-    for number, wire, value in fields(data):
-        if number == 1 and wire == _VARINT:
-            ir_version = int(value)
-        elif number == 8 and isinstance(value, bytes):
+    graph: memoryview | None = None
+    for number, _, value in fields(data):
+        if number == 1 and isinstance(value, int):
+            ir_version = value
+        elif number == 8 and isinstance(value, memoryview):
             domain = _text(_last(value, 1))
             if domain in ("", "ai.onnx"):
                 opset = _int(value, 2)
-        elif number == 7 and isinstance(value, bytes):
+        elif number == 7 and isinstance(value, memoryview):
             graph = value
     if not graph:
         raise WireError("no graph (not an ONNX model)")
@@ -123,7 +74,7 @@ def read_onnx(path: Path) -> OnnxInfo:
     external: list[str] = []
     declared: list[tuple[str, tuple[int | None, ...] | None]] = []
     for number, _, value in fields(graph):
-        if not isinstance(value, bytes):
+        if not isinstance(value, memoryview):
             continue
         if number == 5:
             initializers.add(_text(_last(value, 8)))
@@ -228,7 +179,7 @@ def _checker(path: Path, name: str) -> list[str]:
     return []
 
 
-def _external(tensor: bytes) -> list[str]:
+def _external(tensor: memoryview) -> list[str]:
     if _int(tensor, 14) != 1 and not _all(tensor, 13):
         return []
     location = ""
@@ -239,7 +190,7 @@ def _external(tensor: bytes) -> list[str]:
     return [f"{label} -> {location!r}" if location else label]
 
 
-def _shape(type_proto: bytes | None) -> tuple[int | None, ...] | None:
+def _shape(type_proto: memoryview | None) -> tuple[int | None, ...] | None:
     tensor = _last(type_proto, 1) if type_proto is not None else None
     shape = _last(tensor, 2) if tensor is not None else None
     if shape is None:
@@ -251,19 +202,19 @@ def _shape(type_proto: bytes | None) -> tuple[int | None, ...] | None:
     return tuple(dims)
 
 
-def _all(message: bytes, number: int) -> list[bytes]:
-    return [v for n, w, v in fields(message) if n == number and w == _LEN and isinstance(v, bytes)]
+def _all(message: memoryview, number: int) -> list[memoryview]:
+    return [v for n, _, v in fields(message) if n == number and isinstance(v, memoryview)]
 
 
-def _last(message: bytes, number: int) -> bytes | None:
+def _last(message: memoryview, number: int) -> memoryview | None:
     found = _all(message, number)
     return found[-1] if found else None
 
 
-def _int(message: bytes, number: int) -> int | None:
-    found = [v for n, w, v in fields(message) if n == number and w == _VARINT]
-    return int(found[-1]) if found else None
+def _int(message: memoryview, number: int) -> int | None:
+    found = [v for n, _, v in fields(message) if n == number and isinstance(v, int)]
+    return found[-1] if found else None
 
 
-def _text(raw: bytes | None) -> str:
-    return raw.decode("utf-8", "replace") if raw is not None else ""
+def _text(raw: memoryview | None) -> str:
+    return bytes(raw).decode("utf-8", "replace") if raw is not None else ""
