@@ -328,7 +328,14 @@ class Aws:
         with self._lock:
             if service not in self._clients:
                 with aws_errors(f"creating the {service} client"):
-                    self._clients[service] = self._session.client(service, config=self._config)
+                    try:
+                        self._clients[service] = self._session.client(service, config=self._config)
+                    except ValueError as exc:  # e.g. AWS_ENDPOINT_URL=notaurl
+                        raise AwsError(
+                            f"cannot create the {service} client: {exc}",
+                            hint="AWS_ENDPOINT_URL (or endpoint_url in ~/.aws/config) must be "
+                            "a URL like https://host:port",
+                        ) from exc
             return self._clients[service]
 
     @property

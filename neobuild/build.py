@@ -206,12 +206,20 @@ def _rel(manifest: Manifest, path: Path) -> str:
         return path.as_posix()
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _tail(path: Path, lines: int = 20, *, max_bytes: int = 64 * 1024, width: int = 2000) -> str:
+    """The last ``lines`` lines of a log, read from its last ``max_bytes`` only."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(
+        line if len(line) <= width else line[:width] + " …[cut]"
+        for line in text.splitlines()[-lines:]
+    )
 
 
 class Interrupted(NeobuildError):
@@ -435,6 +443,7 @@ def _select(
     shard: str | None,
     *,
     require: bool = False,
+    command: str = "package",
 ) -> list[Model]:
     """The selected models; with ``require``, names or ``--all`` must be given."""
     from neobuild.selection import select_models
@@ -442,8 +451,8 @@ def _select(
     if require and not patterns and not all_models:
         raise UsageError(
             "name the models to act on, or pass --all",
-            hint="e.g. `neobuild package resnet18`, `neobuild package 'tag:vision'` or "
-            "`neobuild package --all`",
+            hint=f"e.g. `neobuild {command} resnet18`, `neobuild {command} 'tag:vision'` or "
+            f"`neobuild {command} --all`",
         )
     models = select_models(manifest, patterns, all_models=all_models)
     if shard is not None:
@@ -478,6 +487,26 @@ def _check_build_dir(manifest: Manifest, models: Sequence[Model]) -> None:
                     f"model {model.name!r}; neobuild replaces what is in build_dir",
                     hint="set build_dir in neo.yaml to a directory of its own, e.g. build/neo",
                 )
+
+
+def _check_build_dir_writable(manifest: Manifest) -> None:
+    """One clear error for an unusable build directory, not one per model.
+
+    Raises:
+        UsageError: ``build_dir`` (or a parent) is a file, or it cannot be written.
+    """
+    probe_dir = manifest.build_dir / outputs.STAGING
+    try:
+        probe_dir.mkdir(parents=True, exist_ok=True)
+        probe = probe_dir / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(
+            f"build_dir {_rel(manifest, manifest.build_dir)} is not usable: "
+            f"{exc.strerror or exc} ({exc.filename or probe_dir})",
+            hint="make it a writable directory, or set build_dir in neo.yaml elsewhere",
+        ) from exc
 
 
 class LockWriter:
@@ -562,6 +591,7 @@ def build(
 
     with build_lock(manifest.root, wait=wait):
         outputs.sweep_staging(manifest.build_dir)
+        _check_build_dir_writable(manifest)
         lock = lockfile.read_lock(lock_path)
         stat_cache = StatCache.open(manifest.root)
         the_plan = plan_mod.plan(
@@ -896,11 +926,19 @@ def make_plan(
             text=json.dumps(document, separators=(",", ":")),
             stale_count=result.stale_count,
         )
-    return PlanOutput(
-        document=result.to_json(),
-        text=result.render(show_fresh=include_fresh),
-        stale_count=result.stale_count,
-    )
+    document = result.to_json()
+    text = result.render(show_fresh=include_fresh)
+    removed: list[str] = []
+    if not patterns and shard is None:
+        # Lock entries of models no longer declared: `package --all` removes them.
+        removed = sorted(set(lock.models) - set(manifest.models))
+        document["removed"] = removed
+        if removed:
+            text += "".join(
+                f"\n{name}: in neo.lock but no longer declared (`package --all` removes it)"
+                for name in removed
+            )
+    return PlanOutput(document=document, text=text, stale_count=result.stale_count + len(removed))
 
 
 def verify(*, manifest_path: Path) -> VerifyReport:
@@ -953,7 +991,7 @@ def compile_(
     from neobuild import compile as compile_mod
 
     manifest = load_manifest(manifest_path)
-    models = _select(manifest, patterns, all_models, None, require=True)
+    models = _select(manifest, patterns, all_models, None, require=True, command="compile")
     _refuse_stale(manifest, models)
     result = compile_mod.compile_models(
         manifest,

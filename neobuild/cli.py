@@ -147,6 +147,12 @@ def schema(ctx: typer.Context) -> None:
 ModelsArg = Annotated[
     list[str] | None,
     typer.Argument(
+        help="Models by name, glob (vision-*) or tag:NAME (or --all).", show_default=False
+    ),
+]
+PlanModelsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
         help="Models by name, glob (vision-*) or tag:NAME; default: all.", show_default=False
     ),
 ]
@@ -155,7 +161,7 @@ ModelsArg = Annotated[
 @app.command()
 def plan(
     ctx: typer.Context,
-    models: ModelsArg = None,
+    models: PlanModelsArg = None,
     json_: Annotated[
         bool, typer.Option("--json", help="Print the plan as JSON on stdout.")
     ] = False,
@@ -227,7 +233,14 @@ def package(
     models: ModelsArg = None,
     all_: Annotated[bool, typer.Option("--all", help="Every model of the manifest.")] = False,
     jobs: Annotated[
-        int, typer.Option("-j", "--jobs", help="Exports to run at once (default: cores).", min=0)
+        int,
+        typer.Option(
+            "-j",
+            "--jobs",
+            help="Exports to run at once; 0 means one per core.",
+            min=0,
+            show_default=False,
+        ),
     ] = 0,
     keep_going: Annotated[
         bool, typer.Option("-k", "--keep-going", help="Build the other models when one fails.")

@@ -65,7 +65,7 @@ def write_starter(path: Path) -> None:
     except FileExistsError as exc:
         raise UsageError(
             f"{path} already exists; not overwriting it",
-            hint="edit it, or remove it first to start over",
+            hint="edit it, or run `neobuild init --force` to replace it with the starter",
         ) from exc
     with os.fdopen(fd, "w", encoding="utf-8") as stream:
         stream.write(STARTER)

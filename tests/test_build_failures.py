@@ -352,6 +352,21 @@ def test_compile_refuses_models_changed_since_packaging(tmp_path: Path) -> None:
     )
     assert neobuild("package", "--all", cwd=repo).returncode == 0
     assert neobuild("compile", "--all", cwd=repo).returncode == 0
+    bad_endpoint = neobuild(
+        "compile",
+        "--all",
+        "--submit",
+        cwd=repo,
+        env={
+            "AWS_ENDPOINT_URL": "notaurl",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "y",
+        },
+    )
+    assert bad_endpoint.returncode == 1
+    assert "must be a URL like https://host:port" in bad_endpoint.stderr
+    assert "Traceback" not in bad_endpoint.stderr
     (repo / "neo.yaml").write_text(
         (repo / "neo.yaml").read_text().replace("s3://neobuild-tests/neo", "s3://other/neo")
     )
@@ -423,3 +438,53 @@ def test_secrets_are_masked_in_messages_and_json(tmp_path: Path) -> None:
     assert "bad token ***" in result.stderr
     assert "supersecretvalue123" not in result.stderr
     assert "supersecretvalue123" not in result.stdout
+
+
+def test_plan_check_fails_while_the_lock_lists_an_undeclared_model(tmp_path: Path) -> None:
+    two = (
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n" + COMPILE + "models:\n"
+        "  keep:\n    framework: xgboost\n    export: src/export.py:export\n"
+        "  drop:\n    framework: xgboost\n    export: src/export.py:export\n"
+    )
+    repo = _repo(tmp_path, two, {"src/export.py": GOOD_XGB})
+    assert neobuild("package", "--all", cwd=repo).returncode == 0
+    (repo / "neo.yaml").write_text(two.split("  drop:")[0])
+    check = neobuild("plan", "--check", cwd=repo)
+    assert check.returncode == 1
+    assert "drop: in neo.lock but no longer declared" in check.stderr
+    assert json.loads(neobuild("plan", "--json", cwd=repo).stdout)["removed"] == ["drop"]
+
+
+def test_unusable_build_dir_is_one_error_before_any_work(tmp_path: Path) -> None:
+    ran = tmp_path / "ran"
+    repo = _repo(
+        tmp_path,
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n" + COMPILE + "models:\n"
+        "  a:\n    framework: xgboost\n    export: src/export.py:export\n"
+        "  b:\n    framework: xgboost\n    export: src/export.py:export\n",
+        {
+            "src/export.py": f"def export(output_dir, inputs):\n    open({str(ran)!r}, 'w').close()\n"
+        },
+    )
+    (repo / "build").write_text("a file where build/neo should go")
+    result = neobuild("package", "--all", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr.count("build_dir build/neo is not usable") == 1
+    assert not ran.exists()
+
+
+def test_log_tail_is_bounded(tmp_path: Path) -> None:
+    repo = _repo(
+        tmp_path,
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n" + COMPILE + "models:\n"
+        "  loud:\n    framework: xgboost\n    export: src/export.py:export\n",
+        {
+            "src/export.py": "import sys\n\ndef export(output_dir, inputs):\n"
+            "    sys.stdout.write('z' * 5_000_000)\n    raise RuntimeError('after the noise')\n"
+        },
+    )
+    junit = tmp_path / "junit.xml"
+    result = neobuild("package", "--all", "--json", "--junit", str(junit), cwd=repo)
+    assert result.returncode == 1
+    assert junit.stat().st_size < 200_000
+    assert len(result.stdout) < 200_000
