@@ -1,4 +1,4 @@
-"""A stat cache: skip re-reading files whose ``(device, inode, size, mtime_ns)`` did not change.
+"""A stat cache: skip re-reading files whose ``(device, inode, size, mtime, ctime)`` did not change.
 
 The cache lives in ``<root>/.neobuild/statcache``: a small header (magic, format
 version, the Python ``marshal`` version, a SHA-256 of the payload) followed by a
@@ -15,6 +15,11 @@ a file can be hashed and then modified again within the same timestamp tick, lea
 its stat unchanged. An entry is therefore only persisted when the file's mtime is at
 least :data:`RACY_WINDOW_NS` older than the moment this process started hashing; a
 file touched just before or during a run is re-hashed next time.
+
+The change time is compared as well as the modification time, as git does: an edit
+that puts the old mtime back (``cp -p``, ``touch -r``, ``tar x``, ``os.utime``) cannot
+put the ctime back, since the kernel sets it on every change. The racy check applies
+to the later of the two.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from neobuild.atomic import atomic_write_bytes
 
 CACHE_DIR = ".neobuild"
 CACHE_NAME = "statcache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: entries carry st_ctime_ns
 MAGIC = b"NBSTATC\0"
 _HEADER = struct.Struct("<8sII32s")  # magic, format version, marshal version, sha256(payload)
 
@@ -38,7 +43,8 @@ _HEADER = struct.Struct("<8sII32s")  # magic, format version, marshal version, s
 #: 2 s covers the coarsest common timestamp granularity (FAT) and kernel clock lag.
 RACY_WINDOW_NS = 2_000_000_000
 
-_Entry = tuple[int, int, int, int, bytes]  # device, inode, size, mtime_ns, sha256 digest
+#: device, inode, size, mtime_ns, ctime_ns, sha256 digest
+_Entry = tuple[int, int, int, int, int, bytes]
 
 
 def hash_file(path: Path) -> str:
@@ -128,8 +134,9 @@ class StatCache:
             and entry[1] == st.st_ino
             and entry[2] == st.st_size
             and entry[3] == st.st_mtime_ns
+            and entry[4] == st.st_ctime_ns
         ):
-            return "sha256:" + entry[4].hex()
+            return "sha256:" + entry[5].hex()
         digest = hash_file(Path(full))
         self.reads += 1
         self._entries[key] = (
@@ -137,6 +144,7 @@ class StatCache:
             st.st_ino,
             st.st_size,
             st.st_mtime_ns,
+            st.st_ctime_ns,
             bytes.fromhex(digest[7:]),
         )
         self._dirty = True
@@ -145,13 +153,13 @@ class StatCache:
     def save(self) -> None:
         """Write the cache atomically when it changed; errors writing it are ignored.
 
-        Racy entries (modified within :data:`RACY_WINDOW_NS` of this run) and entries
+        Racy entries (modified or changed within :data:`RACY_WINDOW_NS` of this run) and entries
         of files that no longer exist are dropped.
         """
         cutoff = self._started_ns - RACY_WINDOW_NS
         keep: dict[str, _Entry] = {}
         for key, entry in self._entries.items():
-            if entry[3] >= cutoff:
+            if max(entry[3], entry[4]) >= cutoff:
                 self._dirty = True
                 continue
             if key not in self._used and not os.path.exists(self.root / key):

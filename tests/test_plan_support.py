@@ -140,7 +140,11 @@ def fake_build(manifest: Manifest, lock: Lock, names: Iterable[str] | None = Non
 
 
 def backdate(root: Path, seconds: int = 60) -> None:
-    """Set every file's mtime in the past, out of the stat cache's racy window."""
+    """Set every file's mtime in the past, out of the stat cache's racy window.
+
+    The ctime cannot be set back (utime itself changes it): tests that need a warm
+    cache also set ``statcache.RACY_WINDOW_NS`` to 0.
+    """
     for dirpath, dirnames, filenames in os.walk(root):
         if ".git" in dirnames:
             dirnames.remove(".git")
