@@ -304,6 +304,7 @@ def build_model(
             python=python,
             stream=options.stream,
         )
+        report.warnings.extend(_sources_touched(manifest, model, fingerprint))
         adapter = get_adapter(model.framework)
         adapter.normalize(export_dir)
         artifacts = adapter.check(export_dir, model)
@@ -398,6 +399,27 @@ def build_model(
         raise
     finally:
         report.duration = time.monotonic() - started
+
+
+def _sources_touched(manifest: Manifest, model: Model, before: Any) -> list[str]:
+    """A warning when the export changed files its own ``sources`` match.
+
+    Such a model looks stale right after it was built (``plan --check`` fails in CI);
+    the usual cause is a download cache kept next to the export code.
+    """
+    from neobuild.fingerprint import SOURCE_PREFIX, fingerprint
+
+    after = fingerprint(manifest, model, templates_hash="", details=False).parts
+    if after.get("sources") == before.parts.get("sources"):
+        return []
+    keys = {k for k in (*before.parts, *after) if k.startswith(SOURCE_PREFIX)}
+    changed = sorted(k[len(SOURCE_PREFIX) :] for k in keys if before.parts.get(k) != after.get(k))
+    shown = ", ".join(changed[:5]) + (f" (+{len(changed) - 5} more)" if len(changed) > 5 else "")
+    return [
+        f"the export changed files its own sources match ({shown or 'sources'}), so the model "
+        "will look stale right after this build; keep caches and outputs outside `sources`, "
+        "or narrow `sources` in neo.yaml"
+    ]
 
 
 def _keep_failure(manifest: Manifest, model: Model, staging: Path) -> dict[str, str]:

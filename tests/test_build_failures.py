@@ -488,3 +488,23 @@ def test_log_tail_is_bounded(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert junit.stat().st_size < 200_000
     assert len(result.stdout) < 200_000
+
+
+def test_export_writing_into_its_sources_is_named(tmp_path: Path) -> None:
+    repo = _repo(
+        tmp_path,
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n" + COMPILE + "models:\n"
+        "  b:\n    framework: xgboost\n    export: models/b/export.py:export\n",
+        {
+            "models/b/export.py": GOOD_XGB.replace(
+                "def export(output_dir, inputs):\n",
+                "def export(output_dir, inputs):\n"
+                "    open('models/b/weights_cache.bin', 'wb').write(b'cached')\n",
+            )
+        },
+    )
+    result = neobuild("package", "--all", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "the export changed files its own sources match (models/b/weights_cache.bin)" in (
+        result.stderr
+    )
