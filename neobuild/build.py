@@ -892,6 +892,7 @@ class PlanOutput:
     document: Any
     text: str
     stale_count: int
+    warnings: tuple[str, ...] = ()  # the manifest's warnings, shown by `plan` too
 
     def to_json(self) -> Any:
         return self.document
@@ -960,7 +961,12 @@ def make_plan(
                 f"\n{name}: in neo.lock but no longer declared (`package --all` removes it)"
                 for name in removed
             )
-    return PlanOutput(document=document, text=text, stale_count=result.stale_count + len(removed))
+    return PlanOutput(
+        document=document,
+        text=text,
+        stale_count=result.stale_count + len(removed),
+        warnings=tuple(w.render() if hasattr(w, "render") else str(w) for w in manifest.warnings),
+    )
 
 
 def verify(*, manifest_path: Path) -> VerifyReport:

@@ -214,6 +214,8 @@ def plan(
             include_fresh=all_,
             weights=weights or [],
         )
+        for warning in result.warnings:
+            g.out.warn(warning)
         if matrix is not None:  # one compact line, ready for $GITHUB_OUTPUT
             sys.stdout.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
         elif json_:
