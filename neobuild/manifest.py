@@ -50,7 +50,7 @@ from neobuild.model import (
     Target,
     VpcConfig,
 )
-from neobuild.suggest import did_you_mean
+from neobuild.suggest import closest, did_you_mean
 
 if TYPE_CHECKING:
     import cerberus
@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 MANIFEST_NAME = "neo.yaml"
 STATE_DIR = ".neobuild"
 CACHE_NAME = "manifest-cache.json"
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: sources globs are checked (probes "g:")
 
 DEFAULT_BUILD_DIR = "build/neo"
 DEFAULT_TIMEOUT = 900
@@ -88,23 +88,39 @@ PathKey = tuple[str | int, ...]
 def find_manifest(start: Path, explicit: Path | None = None) -> Path:
     """The manifest to use: ``explicit``, else ``neo.yaml`` in ``start`` or a parent.
 
-    The search stops at the git root (the first directory holding ``.git``).
+    The search stops at the git root (the first directory holding ``.git``). A
+    ``neo.yaml`` that exists but is not a file (a directory, a broken symlink) is an
+    error, not skipped: the search does not silently fall through to a parent's.
 
     Raises:
-        UsageError: no manifest was found, or ``explicit`` is not a file.
+        UsageError: ``start`` is not an existing directory (a mistyped ``-C``), no
+            manifest was found, or ``explicit`` / the ``neo.yaml`` found is not a file.
     """
+    if not start.is_dir():
+        raise _missing_directory(start)
     if explicit is not None:
-        if not explicit.is_file():
+        if explicit.is_file():
+            return explicit.absolute()
+        if explicit.exists():
             raise UsageError(
-                f"manifest {explicit} does not exist",
-                hint="check the --manifest path, or run `neobuild init` to create one",
+                f"manifest {explicit} is not a file ({_kind(explicit)})",
+                hint="pass the path of the neo.yaml file itself to --manifest",
             )
-        return explicit.absolute()
+        raise UsageError(
+            f"manifest {explicit} does not exist",
+            hint="check the --manifest path, or run `neobuild init` to create one",
+        )
     directory = start.absolute()
     while True:
         candidate = directory / MANIFEST_NAME
         if candidate.is_file():
             return candidate
+        if os.path.lexists(candidate):
+            raise UsageError(
+                f"{candidate} is not a file ({_kind(candidate)})",
+                hint=f"the manifest must be a YAML file named {MANIFEST_NAME}; "
+                "rename or remove what is there, or pass --manifest FILE",
+            )
         if (directory / ".git").exists() or directory.parent == directory:
             break
         directory = directory.parent
@@ -112,6 +128,25 @@ def find_manifest(start: Path, explicit: Path | None = None) -> Path:
         f"no {MANIFEST_NAME} in {start.absolute()} or its parents (up to the git root)",
         hint="run `neobuild init` to write one, or pass -C DIR / --manifest FILE",
     )
+
+
+def _missing_directory(start: Path) -> UsageError:
+    what = "is not a directory" if os.path.lexists(start) else "does not exist"
+    return UsageError(
+        f"directory {start.absolute()} {what}",
+        hint="check the -C / --directory path",
+    )
+
+
+def _kind(path: Path) -> str:
+    """What a path that is not a regular file is, for messages."""
+    if path.is_dir():
+        return "a directory"
+    if path.is_symlink() and not path.exists():
+        return "a broken symlink"
+    if path.exists():
+        return "not a regular file"
+    return "missing"
 
 
 def load(path: Path, *, use_cache: bool = True) -> Manifest:
@@ -268,7 +303,7 @@ def _parse(doc: _Doc, data: bytes) -> Problem | None:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Problem(f"not UTF-8 text: {exc.reason} at byte {exc.start}", file=doc.path)
+        return _not_utf8(doc.path, data, exc)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -294,6 +329,24 @@ def _parse(doc: _Doc, data: bytes) -> Problem | None:
         if dispose is not None:
             dispose()
     return None
+
+
+def _not_utf8(path: Path, data: bytes, exc: UnicodeDecodeError) -> Problem:
+    """The problem for a file that is not UTF-8, positioned at the first bad byte."""
+    start = exc.start
+    line_start = data.rfind(b"\n", 0, start) + 1
+    line = data.count(b"\n", 0, start) + 1
+    col = len(data[line_start:start].decode("utf-8", errors="replace")) + 1
+    message = f"not UTF-8 text: {exc.reason} (byte 0x{data[start]:02x} at offset {start})"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        message = "not UTF-8 text: the file starts with a UTF-16 byte order mark"
+    return Problem(
+        message,
+        file=path,
+        line=line,
+        col=col,
+        hint="save it as UTF-8 (a UTF-16 BOM is the usual cause)",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -351,6 +404,8 @@ class _Validator:
     problems: list[Problem] = field(default_factory=list)
     probes: dict[str, bool] = field(default_factory=dict)  # "f:rel"/"d:rel" -> existed
     include_patterns: list[str] = field(default_factory=list)
+    _globs: dict[str, bool] = field(default_factory=dict)
+    _source_index: Any = None
     _seen: set[tuple[Any, ...]] = field(default_factory=set)
     _shared: dict[tuple[Any, ...], list[str]] = field(default_factory=dict)
 
@@ -438,6 +493,35 @@ class _Validator:
         return any(p.severity == "error" for p in self.problems)
 
     # ---- files -----------------------------------------------------------------------
+
+    def source_matches(self, rel: str) -> bool:
+        """Whether a repo-relative ``sources`` glob matches a file (as the fingerprint
+        expands it), recording what the validated-manifest cache re-checks.
+
+        Cheap on purpose: globs are expanded only here, on a cache miss (a manifest
+        file changed). A glob that matched nothing is re-checked on every lookup (so
+        its warning goes once it matches); for one that matched, only its literal
+        directory prefix is (one stat), so a glob that stops matching for another
+        reason is caught at the next manifest change.
+        """
+        known = self._globs.get(rel)
+        if known is not None:
+            return known
+        from neobuild.fingerprint import SourceIndex
+
+        if self._source_index is None:
+            self._source_index = SourceIndex(self.root)
+        matched = bool(self._source_index.match([rel]))
+        self._globs[rel] = matched
+        if not matched:
+            self.probes[f"g:{rel}"] = False
+        else:
+            prefix = _literal_prefix(rel)
+            if prefix == rel:
+                self.exists(rel, "f" if (self.root / rel).is_file() else "d")
+            elif prefix:
+                self.exists(prefix, "d")
+        return matched
 
     def exists(self, rel: str, kind: str) -> bool:
         """Whether the repo-relative path exists as a file ("f") or directory ("d")."""
@@ -1155,6 +1239,17 @@ class _Validator:
                         src, ("sources", i), f"source {pattern!r} leaves the repository"
                     )
                     continue
+                if not self.source_matches(rel):
+                    guess = _path_guess(self.root, rel, pattern)
+                    self.report_model(
+                        src,
+                        ("sources", i),
+                        f"{pattern!r} matches no file",
+                        severity="warning",
+                        hint=(f"{guess}; " if guess else "")
+                        + "paths are relative to this file; the model is not rebuilt "
+                        "when files this glob misses change",
+                    )
                 result.append(rel)
             return tuple(result)
         if export is None:
@@ -1429,6 +1524,42 @@ def _expand(root: Path, pattern: str) -> list[Path]:
     return sorted(root / f for f in found if (root / f).is_file())
 
 
+def _literal_prefix(rel: str) -> str:
+    """The leading components of a glob without wildcards (``models/a`` of ``models/a/*.py``)."""
+    literal: list[str] = []
+    for part in rel.split("/"):
+        if glob.has_magic(part):
+            break
+        literal.append(part)
+    return "/".join(literal)
+
+
+def _path_guess(root: Path, rel: str, written: str) -> str | None:
+    """``did you mean '...'?`` for a glob whose literal part names a missing file or
+    directory close to an existing one (one directory listing); None otherwise."""
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        if glob.has_magic(part):
+            return None
+        parent = root.joinpath(*parts[:i])
+        if os.path.lexists(parent / part):
+            continue
+        try:
+            with os.scandir(parent) as it:
+                names = [e.name for e in it if not e.name.startswith(".") or part.startswith(".")]
+        except OSError:
+            return None
+        guess = closest(part, names)
+        if guess is None or guess == part:
+            return None
+        shown = written.split("/")
+        if part in shown:
+            shown[shown.index(part)] = guess
+            return f"did you mean {'/'.join(shown)!r}?"
+        return f"did you mean {'/'.join([*parts[:i], guess, *parts[i + 1 :]])!r}?"
+    return None
+
+
 # --------------------------------------------------------------------------------------
 # The validated-manifest cache
 # --------------------------------------------------------------------------------------
@@ -1502,11 +1633,18 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
                 return None
         real_root = os.path.realpath(root) + os.sep
         realpath = RealPaths()
+        index: Any = None
         for probe, existed in record["probes"].items():
             kind, rel = probe.split(":", 1)
             target = os.path.join(root, rel)  # plain strings: a thousand stats stay cheap
             if kind == "i":
                 now = realpath(target).startswith(real_root)
+            elif kind == "g":  # a sources glob that matched no file (rare: usually none)
+                if index is None:
+                    from neobuild.fingerprint import SourceIndex
+
+                    index = SourceIndex(root)
+                now = bool(index.match([rel]))
             else:
                 now = os.path.isfile(target) if kind == "f" else os.path.isdir(target)
             if now != existed:

@@ -94,7 +94,14 @@ models:
 
 
 def test_full_manifest_loads_into_dataclasses(repo: Path) -> None:
-    write(repo, {"neo.yaml": FULL, "mypkg/exporters.py": "def export_c(o, i): pass\n"})
+    write(
+        repo,
+        {
+            "neo.yaml": FULL,
+            "mypkg/exporters.py": "def export_c(o, i): pass\n",
+            "common/util.py": "",  # models.b.sources names common/*.py
+        },
+    )
     (repo / "tpl").mkdir()
     (repo / "models/b/tpl").mkdir()
 
@@ -657,7 +664,9 @@ def test_corrupt_or_foreign_cache_is_ignored(repo: Path, content: bytes) -> None
     _cache_file(repo).parent.mkdir(exist_ok=True)
     _cache_file(repo).write_bytes(content)
     assert manifest.load(repo / "neo.yaml") == expected
-    assert json.loads(_cache_file(repo).read_text())["format"] == 1  # rewritten
+    assert (
+        json.loads(_cache_file(repo).read_text())["format"] == manifest._CACHE_FORMAT
+    )  # rewritten
 
 
 def test_cache_of_a_moved_repository_is_not_reused(
