@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from neobuild.errors import UsageError
 from neobuild.model import Manifest, Model
-from neobuild.suggest import did_you_mean
+from neobuild.suggest import closest, did_you_mean
 
 
 def select_models(
@@ -31,13 +31,7 @@ def select_models(
     for pattern in patterns:
         matched = list(_match(pattern, manifest.models.values()))
         if not matched:
-            names = list(manifest.models)
-            guess = did_you_mean(pattern.removeprefix("tag:"), names)
-            raise UsageError(
-                f"no model matches {pattern!r}",
-                hint=guess
-                or f"models in {manifest.path.name}: {', '.join(names[:10]) or '(none)'}",
-            )
+            raise UsageError(f"no model matches {pattern!r}", hint=_hint(manifest, pattern))
         chosen.update(m.name for m in matched)
     return [m for m in manifest.models.values() if m.name in chosen]
 
@@ -49,3 +43,20 @@ def _match(pattern: str, models: Iterable[Model]) -> Iterable[Model]:
     if any(ch in pattern for ch in "*?["):
         return (m for m in models if fnmatch.fnmatchcase(m.name, pattern))
     return (m for m in models if m.name == pattern)
+
+
+def _hint(manifest: Manifest, pattern: str) -> str:
+    """A did-you-mean among tags for ``tag:`` patterns and among names otherwise, else
+    the tags or models there are (the first ten)."""
+    if pattern.startswith("tag:"):
+        tags = sorted({tag for m in manifest.models.values() for tag in m.tags})
+        guess = closest(pattern[4:], tags)
+        if guess is not None and guess != pattern[4:]:
+            return f"did you mean 'tag:{guess}'?"
+        shown = ", ".join(tags[:10]) + (f" and {len(tags) - 10} more" if len(tags) > 10 else "")
+        return f"tags in {manifest.path.name}: {shown or '(none)'}"
+    names = list(manifest.models)
+    return did_you_mean(pattern, names) or (
+        f"models in {manifest.path.name}: {', '.join(names[:10]) or '(none)'}"
+        + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    )

@@ -45,10 +45,13 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not match:
         raise UsageError(f"--shard {text!r} is not K/N", hint="e.g. --shard 2/4 (1-based)")
     k, n = int(match.group(1)), int(match.group(2))
-    if n < 1 or not 1 <= k <= n:
+    if n < 1:
         raise UsageError(
-            f"--shard {text}: K must be between 1 and N", hint=f"use 1/{max(n, 1)} … {n}/{n}"
+            f"--shard {text}: N (the number of shards) must be at least 1",
+            hint="e.g. --shard 1/4 … 4/4 to split into 4 shards, or --shard 1/1 for one",
         )
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {text}: K must be between 1 and N", hint=f"use 1/{n} … {n}/{n}")
     return k, n
 
 

@@ -175,13 +175,15 @@ def _orphans(manifest: Manifest, expected: dict[str, set[str]]) -> list[Drift]:
         if child.name.startswith("."):
             continue  # neobuild's own state (staging area, build lock)
         rel = _rel(root, Path(child.path))
-        declared = child.name in manifest.models and child.is_dir(follow_symlinks=False)
-        if child.name not in expected and not declared:
+        if not child.is_dir(follow_symlinks=False):
+            # A file (or symlink) directly in the build dir belongs to no model, even
+            # when it is named like one: model directories are directories.
+            out.append(Drift("orphaned", None, rel, "in the build directory, not in neo.lock"))
+            continue
+        if child.name not in expected and child.name not in manifest.models:
             out.append(
                 Drift("orphaned", child.name, rel, "in the build directory, not in neo.lock")
             )
-            continue
-        if not child.is_dir(follow_symlinks=False):
             continue
         # A declared model not built yet (already reported as pending) may hold the log
         # of a failed attempt; anything else in it is an orphan.
