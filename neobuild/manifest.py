@@ -14,7 +14,11 @@ positioned at the place the value was written, which may be a ``defaults`` block
 
 A validated manifest is cached in ``<root>/.neobuild/manifest-cache.json``, keyed by
 the content of every manifest file, the include globs' results and neobuild's version;
-on a hit only the files the result depends on are stat'ed again.
+on a hit only the files the result depends on are stat'ed again. ``sources`` globs are
+expanded only on a miss (to warn about one that matches no file): on a hit, a glob
+that matched nothing is expanded again and one that matched has its literal directory
+prefix stat'ed, so a glob that stops matching otherwise is caught at the next manifest
+change.
 """
 
 from __future__ import annotations
@@ -1246,9 +1250,10 @@ class _Validator:
                         ("sources", i),
                         f"{pattern!r} matches no file",
                         severity="warning",
-                        hint=(f"{guess}; " if guess else "")
-                        + "paths are relative to this file; the model is not rebuilt "
-                        "when files this glob misses change",
+                        hint=f"{guess} (paths are relative to this file)"
+                        if guess
+                        else "check the glob (paths are relative to this file): the model "
+                        "is not rebuilt when a file its sources miss changes",
                     )
                 result.append(rel)
             return tuple(result)

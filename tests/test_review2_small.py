@@ -11,6 +11,7 @@ from test_plan_support import fake_build, init_repo, make_manifest, make_model, 
 from neobuild import manifest as manifest_mod
 from neobuild.errors import UsageError
 from neobuild.lockfile import LOCK_NAME, Lock, read_lock, write_lock
+from neobuild.model import Manifest
 from neobuild.selection import select_models
 from neobuild.shard import parse_shard
 from neobuild.verify import verify
@@ -56,13 +57,13 @@ models:
 
 
 @pytest.fixture
-def tagged(tmp_path: Path) -> manifest_mod.Manifest:
+def tagged(tmp_path: Path) -> Manifest:
     write(tmp_path, "models/a/export.py", "def export(o, i):\n    pass\n")
     write(tmp_path, "neo.yaml", TAGGED)
     return manifest_mod.load(tmp_path / "neo.yaml", use_cache=False)
 
 
-def test_misspelt_tag_is_suggested_among_tags(tagged: manifest_mod.Manifest) -> None:
+def test_misspelt_tag_is_suggested_among_tags(tagged: Manifest) -> None:
     assert [m.name for m in select_models(tagged, ["tag:vision"])] == ["vision-a"]
     with pytest.raises(UsageError) as info:
         select_models(tagged, ["tag:visoin"])  # a model is *named* visoin-b: not a tag
@@ -70,13 +71,13 @@ def test_misspelt_tag_is_suggested_among_tags(tagged: manifest_mod.Manifest) -> 
     assert info.value.hint == "did you mean 'tag:vision'?"
 
 
-def test_unknown_tag_lists_the_tags(tagged: manifest_mod.Manifest) -> None:
+def test_unknown_tag_lists_the_tags(tagged: Manifest) -> None:
     with pytest.raises(UsageError) as info:
         select_models(tagged, ["tag:gpu-heavy"])
     assert info.value.hint == "tags in neo.yaml: edge, nlp, vision"
 
 
-def test_unknown_name_still_suggests_names(tagged: manifest_mod.Manifest) -> None:
+def test_unknown_name_still_suggests_names(tagged: Manifest) -> None:
     with pytest.raises(UsageError) as info:
         select_models(tagged, ["vision-aa"])
     assert info.value.hint == "did you mean 'vision-a'?"
