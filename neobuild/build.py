@@ -268,6 +268,7 @@ def build_model(
     fingerprint: Any,
     git_state: tuple[str | None, bool | None],
     cancel: threading.Event | None = None,
+    reuse: ReusedExport | None = None,
 ) -> tuple[ModelReport, LockEntry]:
     """Run one model's whole pipeline; returns its report and new lock entry.
 
@@ -288,23 +289,34 @@ def build_model(
     preflight_requests(manifest, model, options)
     staging = outputs.staging_dir(final)
     export_dir = staging / "export"
-    export_dir.mkdir()
     log_path = staging / "export.log"
     started = time.monotonic()
     report = ModelReport(name=model.name, status="failed", log_path=final / "export.log")
     try:
-        python = envs.export_python(
-            model, root=manifest.root, log_path=log_path, stream=options.stream
-        )
-        result = runner.run_export(
-            model,
-            root=manifest.root,
-            output_dir=export_dir,
-            log_path=log_path,
-            python=python,
-            stream=options.stream,
-        )
-        report.warnings.extend(_sources_touched(manifest, model, fingerprint))
+        smoke_wanted = options.smoke if options.smoke is not None else model.smoke
+        python: Path | None = None
+        if reuse is None or smoke_wanted:
+            python = envs.export_python(
+                model, root=manifest.root, log_path=log_path, stream=options.stream
+            )
+        if reuse is not None:
+            # Only render-only settings changed: pack the verified previous export again.
+            shutil.copytree(reuse.directory, export_dir)
+            exported_with = reuse.exported_with
+            report.message = "export reused: only request/render settings changed"
+        else:
+            export_dir.mkdir()
+            assert python is not None
+            result = runner.run_export(
+                model,
+                root=manifest.root,
+                output_dir=export_dir,
+                log_path=log_path,
+                python=python,
+                stream=options.stream,
+            )
+            exported_with = dict(sorted(result.framework_versions.items()))
+            report.warnings.extend(_sources_touched(manifest, model, fingerprint))
         adapter = get_adapter(model.framework)
         adapter.normalize(export_dir)
         artifacts = adapter.check(export_dir, model)
@@ -326,11 +338,11 @@ def build_model(
             warnings=report.warnings,
         )
 
-        smoke_wanted = options.smoke if options.smoke is not None else model.smoke
         smoke_status: str | None = None
         if smoke_wanted:
             from neobuild import smoke
 
+            assert python is not None
             smoke_status = smoke.smoke_test(
                 manifest,
                 model,
@@ -362,7 +374,7 @@ def build_model(
             fingerprint=fingerprint.digest,
             framework=model.framework,
             framework_version=model.framework_version,
-            exported_with=dict(sorted(result.framework_versions.items())),
+            exported_with=exported_with,
             files=files,
             archive=FileRecord(size=archive.size, sha256=archive.sha256),
             archive_path=_rel(manifest, final / "model.tar.gz"),
@@ -420,6 +432,59 @@ def _sources_touched(manifest: Manifest, model: Model, before: Any) -> list[str]
         "will look stale right after this build; keep caches and outputs outside `sources`, "
         "or narrow `sources` in neo.yaml"
     ]
+
+
+# Manifest fields that shape only the rendered files and requests, never the export.
+RENDER_ONLY_FIELDS = frozenset(
+    {"compile", "targets", "compiler_options", "tags", "timeout", "templates_dir", "smoke"}
+)
+
+
+@dataclass(frozen=True)
+class ReusedExport:
+    """A previous, verified export that a rebuild packs again instead of re-running it."""
+
+    directory: Path
+    exported_with: dict[str, str]
+
+
+def reusable_export(
+    manifest: Manifest, model: Model, previous: LockEntry | None, fingerprint: Any
+) -> ReusedExport | None:
+    """The model's last export when only render-only inputs changed and it is intact.
+
+    Changing ``compile.role_arn`` in ``defaults`` must not re-run every export of a
+    monorepo: when sources, requirements, neobuild and adapter versions and every
+    export-shaping manifest field are as the lock recorded, and the exported files
+    still hash as recorded, the rebuild re-renders, re-packs and re-writes requests.
+    """
+    from neobuild import package
+    from neobuild.plan import changed_fields
+
+    if previous is None:
+        return None
+    old, new = previous.fingerprint_parts, fingerprint.parts
+    for part in ("sources", "requirements", "neobuild", "adapter"):
+        if old.get(part) != new.get(part):
+            return None
+    sources_old = {k: v for k, v in old.items() if k.startswith("source:")}
+    sources_new = {k: v for k, v in new.items() if k.startswith("source:")}
+    if sources_old != sources_new:
+        return None
+    fields = changed_fields(old, new)
+    if not fields or not set(fields) <= RENDER_ONLY_FIELDS:
+        return None
+    export = model_dir(manifest, model) / "export"
+    try:
+        present = sorted(p.relative_to(export).as_posix() for p in export.rglob("*") if p.is_file())
+        if present != sorted(previous.files):
+            return None
+        for rel, record in previous.files.items():
+            if package.hash_file(export / rel) != record.sha256:
+                return None
+    except OSError:
+        return None
+    return ReusedExport(directory=export, exported_with=dict(previous.exported_with))
 
 
 def _keep_failure(manifest: Manifest, model: Model, staging: Path) -> dict[str, str]:
@@ -645,6 +710,11 @@ def build(
                             message="restored from cache",
                             duration=time.monotonic() - t0,
                         ), entry
+                reuse = None
+                if not force:
+                    reuse = reusable_export(
+                        manifest, model, lock.models.get(model.name), fingerprints[model.name]
+                    )
                 report, entry = build_model(
                     manifest,
                     model,
@@ -652,6 +722,7 @@ def build(
                     fingerprint=fingerprints[model.name],
                     git_state=git_state,
                     cancel=cancel,
+                    reuse=reuse,
                 )
                 if build_cache is not None and not build_cache.read_only:
                     build_cache.store(

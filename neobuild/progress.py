@@ -83,6 +83,7 @@ class BuildProgress:
         label = {"built": "built", "restored": "restored from cache"}.get(
             report.status, report.status
         )
-        self.out.info(f"{counter} {label} {report.name} in {report.duration:.1f}s")
+        note = f" ({report.message})" if report.status == "built" and report.message else ""
+        self.out.info(f"{counter} {label} {report.name} in {report.duration:.1f}s{note}")
         for warning in report.warnings:
             self.out.warn(f"{report.name}: {warning}")

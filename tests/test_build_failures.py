@@ -508,3 +508,49 @@ def test_export_writing_into_its_sources_is_named(tmp_path: Path) -> None:
     assert "the export changed files its own sources match (models/b/weights_cache.bin)" in (
         result.stderr
     )
+
+
+def test_render_only_changes_repack_without_re_exporting(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    counting = GOOD_XGB.replace(
+        "def export(output_dir, inputs):\n",
+        f"def export(output_dir, inputs):\n    open({str(runs)!r}, 'a').write('x')\n",
+    )
+    manifest = (
+        "version: 1\ndefaults:\n  targets: [ml_c5]\n" + COMPILE + "models:\n"
+        "  m:\n    framework: xgboost\n    export: src/export.py:export\n    tags: [a]\n"
+    )
+    repo = _repo(tmp_path, manifest, {"src/export.py": counting})
+    assert neobuild("package", "--all", cwd=repo).returncode == 0
+    assert runs.read_text() == "x"
+    archive = (repo / "build/neo/m/model.tar.gz").read_bytes()
+    request_before = (repo / "build/neo/m/requests/ml_c5.json").read_text()
+
+    # compile settings and tags shape only the requests: the export is not run again
+    (repo / "neo.yaml").write_text(
+        manifest.replace("s3://neobuild-tests/neo", "s3://other-bucket/neo").replace(
+            "[a]", "[a, b]"
+        )
+    )
+    plan = neobuild("plan", cwd=repo)
+    assert "manifest field changed" in plan.stderr
+    result = neobuild("package", "--all", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "export reused" in result.stderr
+    assert runs.read_text() == "x"
+    assert (repo / "build/neo/m/model.tar.gz").read_bytes() == archive
+    request_after = (repo / "build/neo/m/requests/ml_c5.json").read_text()
+    assert request_after != request_before and "s3://other-bucket/neo" in request_after
+    assert neobuild("verify", cwd=repo).returncode == 0
+    assert neobuild("plan", "--check", cwd=repo).returncode == 0
+
+    # a tampered export is never reused
+    (repo / "build/neo/m/export/model.json").write_text('{"learner": {}}')
+    (repo / "neo.yaml").write_text((repo / "neo.yaml").read_text().replace("[a, b]", "[a]"))
+    assert neobuild("package", "--all", cwd=repo).returncode == 0
+    assert runs.read_text() == "xx"
+
+    # a source change re-runs the export
+    (repo / "src/export.py").write_text(counting + "\n# changed\n")
+    assert neobuild("package", "--all", cwd=repo).returncode == 0
+    assert runs.read_text() == "xxx"
