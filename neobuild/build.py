@@ -36,11 +36,12 @@ from neobuild.errors import (
     RequestError,
     UsageError,
 )
-from neobuild.model import Manifest, Model
+from neobuild.model import Manifest, Model, repo_relative
 
 if TYPE_CHECKING:
     from neobuild.compile import CompileResult
     from neobuild.lockfile import LockEntry
+    from neobuild.plan import Plan
     from neobuild.verify import VerifyReport
 
 STATE_DIR = ".neobuild"
@@ -200,10 +201,7 @@ def model_dir(manifest: Manifest, model: Model) -> Path:
 
 
 def _rel(manifest: Manifest, path: Path) -> str:
-    try:
-        return path.relative_to(manifest.root).as_posix()
-    except ValueError:
-        return path.as_posix()
+    return repo_relative(manifest.root, path)
 
 
 def _tail(path: Path, lines: int = 20, *, max_bytes: int = 64 * 1024, width: int = 2000) -> str:
@@ -657,8 +655,6 @@ def build(
 ) -> BuildReport:
     """Build the selected models that are stale (all of them with ``force``)."""
     from neobuild import lockfile
-    from neobuild import plan as plan_mod
-    from neobuild.statcache import StatCache
 
     started = time.monotonic()
     manifest = load_manifest(manifest_path)
@@ -680,22 +676,13 @@ def build(
         outputs.sweep_staging(manifest.build_dir)
         _check_build_dir_writable(manifest)
         lock = lockfile.read_lock(lock_path)
-        stat_cache = StatCache.open(manifest.root)
-        the_plan = plan_mod.plan(
-            manifest,
-            models,
-            lock,
-            templates_hash=_templates_hash(manifest),
-            since=since,
-            stat_cache=stat_cache,
-        )
+        the_plan = _plan(manifest, models, lock, since=since)
         stale = [m for m in models if force or the_plan.is_stale(m.name)]
         for m in models:
             if m not in stale:
                 reports[m.name] = ModelReport(name=m.name, status="fresh", message="up to date")
         git_state = _git_state(manifest) if stale else (None, None)
         fingerprints = {m.name: the_plan.fingerprint(m.name) for m in stale}
-        stat_cache.save()
         writer = LockWriter(lock_path)
 
         def one(model: Model) -> tuple[ModelReport, LockEntry | None]:
@@ -872,6 +859,26 @@ def _templates_hash(manifest: Manifest) -> Callable[[Model], str]:
     return lambda model: render.templates_hash_for(manifest, model)
 
 
+def _plan(
+    manifest: Manifest, models: Sequence[Model], lock: Any, *, since: str | None = None
+) -> Plan:
+    """Plan ``models`` against ``lock`` through the repository's stat cache (saved after)."""
+    from neobuild import plan as plan_mod
+    from neobuild.statcache import StatCache
+
+    stat_cache = StatCache.open(manifest.root)
+    the_plan = plan_mod.plan(
+        manifest,
+        models,
+        lock,
+        templates_hash=_templates_hash(manifest),
+        since=since,
+        stat_cache=stat_cache,
+    )
+    stat_cache.save()
+    return the_plan
+
+
 def _run_parallel(
     models: Sequence[Model],
     one: Callable[[Model], tuple[ModelReport, LockEntry | None]],
@@ -991,12 +998,11 @@ def make_plan(
 
     manifest = load_manifest(manifest_path)
     lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
-    stat_cache = StatCache.open(manifest.root)
-    templates_hash = _templates_hash(manifest)
     if explain is not None:
         (model,) = _select(manifest, [explain], False, None)[:1]
+        stat_cache = StatCache.open(manifest.root)
         explanation = plan_mod.explain(
-            manifest, model, lock, templates_hash=templates_hash, stat_cache=stat_cache
+            manifest, model, lock, templates_hash=_templates_hash(manifest), stat_cache=stat_cache
         )
         stat_cache.save()
         return PlanOutput(
@@ -1005,10 +1011,7 @@ def make_plan(
             stale_count=int(explanation.item.stale),
         )
     models = _select(manifest, patterns, False, shard)
-    result = plan_mod.plan(
-        manifest, models, lock, templates_hash=templates_hash, since=since, stat_cache=stat_cache
-    )
-    stat_cache.save()
+    result = _plan(manifest, models, lock, since=since)
     if matrix is not None:
         durations = shard_mod.load_weights(manifest.root)
         durations.update(shard_mod.weights_from_junit(list(weights)))
@@ -1056,16 +1059,9 @@ def _refuse_stale(manifest: Manifest, models: Sequence[Model]) -> None:
         NeobuildError: a selected model is stale (its requests would describe old inputs).
     """
     from neobuild import lockfile
-    from neobuild import plan as plan_mod
-    from neobuild.statcache import StatCache
 
     lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
-    stat_cache = StatCache.open(manifest.root)
-    the_plan = plan_mod.plan(
-        manifest, models, lock, templates_hash=_templates_hash(manifest), stat_cache=stat_cache
-    )
-    stat_cache.save()
-    stale = the_plan.stale
+    stale = _plan(manifest, models, lock).stale
     if stale:
         lines = [f"{item.name}: {item.reasons[0] if item.reasons else 'stale'}" for item in stale]
         names = " ".join(item.name for item in stale)

@@ -39,7 +39,7 @@ from urllib.parse import unquote, urlparse
 from neobuild import __version__, outputs
 from neobuild.atomic import atomic_write_bytes
 from neobuild.errors import CacheError, NeobuildError
-from neobuild.model import CacheSettings, Manifest, Model
+from neobuild.model import CacheSettings, Manifest, Model, repo_relative
 
 if TYPE_CHECKING:
     from neobuild.lockfile import LockEntry
@@ -519,11 +519,14 @@ def localize(manifest: Manifest, model: Model, entry: LockEntry) -> LockEntry:
     """A cached lock entry with its paths re-derived for this checkout and no jobs."""
     final = manifest.build_dir / model.name
     requests = {
-        k: replace(r, path=_rel(manifest.root, final / "requests" / f"{k}.json"))
+        k: replace(r, path=repo_relative(manifest.root, final / "requests" / f"{k}.json"))
         for k, r in entry.requests.items()
     }
     return replace(
-        entry, archive_path=_rel(manifest.root, final / _ARCHIVE), requests=requests, jobs={}
+        entry,
+        archive_path=repo_relative(manifest.root, final / _ARCHIVE),
+        requests=requests,
+        jobs={},
     )
 
 
@@ -573,10 +576,3 @@ def save(
     if cache is None:
         return False
     return cache.store(entry.fingerprint, model.name, entry, manifest.build_dir / model.name)
-
-
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()

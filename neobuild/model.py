@@ -213,6 +213,14 @@ class Manifest:
         return self.models[name]
 
 
+def repo_relative(root: Path, path: Path) -> str:
+    """``path`` as a posix path relative to ``root``, or as given when outside it."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return value.as_posix()

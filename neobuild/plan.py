@@ -31,7 +31,7 @@ from neobuild.fingerprint import (
     parse_field_hashes,
     source_patterns,
 )
-from neobuild.model import Manifest, Model
+from neobuild.model import Manifest, Model, repo_relative
 from neobuild.statcache import StatCache
 
 SCHEMA_VERSION = 1
@@ -442,10 +442,7 @@ def _check_file(
 
 
 def _rel(manifest: Manifest, path: Path) -> str:
-    try:
-        return path.relative_to(manifest.root).as_posix()
-    except ValueError:
-        return path.as_posix()
+    return repo_relative(manifest.root, path)
 
 
 def locked_outputs(

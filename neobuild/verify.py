@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from neobuild.fingerprint import manifest_hash
-from neobuild.model import Manifest
+from neobuild.model import Manifest, repo_relative
 from neobuild.plan import LockLike, locked_outputs
 from neobuild.statcache import hash_file
 
@@ -90,13 +90,6 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def verify(manifest: Manifest, lock: LockLike) -> VerifyReport:
     """Compare the manifest, neo.lock and the build directory.
 
@@ -122,7 +115,7 @@ def verify(manifest: Manifest, lock: LockLike) -> VerifyReport:
                 Drift(
                     "config-changed",
                     name,
-                    _rel(root, model.position.file if model.position else manifest.path),
+                    repo_relative(root, model.position.file if model.position else manifest.path),
                     "the manifest entry changed since it was built",
                 )
             )
@@ -174,7 +167,7 @@ def _orphans(manifest: Manifest, expected: dict[str, set[str]]) -> list[Drift]:
     for child in children:
         if child.name.startswith("."):
             continue  # neobuild's own state (staging area, build lock)
-        rel = _rel(root, Path(child.path))
+        rel = repo_relative(root, Path(child.path))
         if not child.is_dir(follow_symlinks=False):
             # A file (or symlink) directly in the build dir belongs to no model, even
             # when it is named like one: model directories are directories.
@@ -192,7 +185,7 @@ def _orphans(manifest: Manifest, expected: dict[str, set[str]]) -> list[Drift]:
             dirnames.sort()
             for filename in sorted(filenames):
                 full = Path(dirpath) / filename
-                file_rel = _rel(root, full)
+                file_rel = repo_relative(root, full)
                 if file_rel in wanted:
                     continue
                 if Path(dirpath) == Path(child.path) and filename in UNLOCKED_MODEL_FILES:
