@@ -31,3 +31,11 @@ def _isolate(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 def repo_root() -> Path:
     """The neobuild source checkout (for examples/ and templates/)."""
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def mxnet_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The python of a venv holding MXNet 1.9.1 (made once per machine; see mxnet_env)."""
+    from mxnet_env import mxnet_venv_python
+
+    return mxnet_venv_python(Path(tmp_path_factory.getbasetemp()).parent / "neobuild-mxnet-venv")

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
+from mxnet_env import SHAPE, export_example
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import mxnet
@@ -24,8 +22,6 @@ from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.slow]
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "mxnet-mlp"
-SHAPE = (1, 3, 16, 16)
 SYMBOL, PARAMS = "mxnet-mlp-symbol.json", "mxnet-mlp-0000.params"
 
 
@@ -46,56 +42,9 @@ def rejection(export_dir: Path, model: Model | None = None) -> ArtifactError:
     return info.value
 
 
-def _works(python: Path, marker: Path, requirements: str) -> bool:
-    if not python.exists() or not marker.exists() or marker.read_text() != requirements:
-        return False
-    probe = subprocess.run([python, "-c", "import mxnet"], capture_output=True, check=False)
-    return probe.returncode == 0
-
-
-@pytest.fixture(scope="session")
-def mxnet_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The python of a venv holding the example's requirements (made once per machine)."""
-    venv = Path(tmp_path_factory.getbasetemp()).parent / "neobuild-mxnet-venv"
-    python = venv / "bin" / "python"
-    marker = venv / "neobuild-requirements.txt"
-    requirements = (EXAMPLE / "requirements.txt").read_text()
-    with FileLock(str(venv) + ".lock", timeout=1800):
-        if not _works(python, marker, requirements):
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-            subprocess.run(
-                [
-                    python,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--no-input",
-                    "-q",
-                    "-r",
-                    EXAMPLE / "requirements.txt",
-                ],
-                check=True,
-                timeout=1500,
-            )
-            marker.write_text(requirements)
-    return python
-
-
-def run_export(python: Path, out: Path, inputs: dict[str, list[int]] | None = None) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    code = (
-        "import json, pathlib, sys; sys.path.insert(0, sys.argv[1]); import export; "
-        "export.export(pathlib.Path(sys.argv[2]), json.loads(sys.argv[3]))"
-    )
-    args = [str(EXAMPLE), str(out), json.dumps(inputs or {"data": list(SHAPE)})]
-    subprocess.run([python, "-c", code, *args], check=True, timeout=300)
-    return out
-
-
 @pytest.fixture(scope="module")
 def exported(mxnet_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return run_export(mxnet_python, tmp_path_factory.mktemp("mxnet-export"))
+    return export_example(mxnet_python, tmp_path_factory.mktemp("mxnet-export"))
 
 
 @pytest.fixture
@@ -119,7 +68,7 @@ def test_newer_mxnet_than_framework_version_warns(export_dir: Path) -> None:
 
 
 def test_the_export_is_byte_stable(mxnet_python: Path, exported: Path, tmp_path: Path) -> None:
-    again = run_export(mxnet_python, tmp_path / "again")
+    again = export_example(mxnet_python, tmp_path / "again")
     for name in (SYMBOL, PARAMS):
         assert (again / name).read_bytes() == (exported / name).read_bytes()
 

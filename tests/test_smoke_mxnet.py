@@ -1,20 +1,16 @@
 """The MXNet hosting handler, for real, in MXNet's own virtual environment.
 
 MXNet 1.9.1 needs ``numpy<1.24``, which the dev environment cannot hold. The venv is the
-one tests/test_fw_mxnet.py makes (same place, same marker, same lock), created once per
+shared one from tests/mxnet_env.py (the ``mxnet_python`` fixture), created once per
 machine from ``examples/models/mxnet-mlp/requirements.txt``.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
+from mxnet_env import SHAPE, export_example
 
 from neobuild.errors import SmokeTestError
 from neobuild.model import ExportRef, Inputs, InputSpec, Manifest, Model, Target
@@ -22,51 +18,10 @@ from neobuild.smoke import PASSED, smoke_test
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.slow]
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "mxnet-mlp"
-SHAPE = (1, 3, 16, 16)
-
-
-@pytest.fixture(scope="session")
-def mxnet_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    venv = Path(tmp_path_factory.getbasetemp()).parent / "neobuild-mxnet-venv"
-    python = venv / "bin" / "python"
-    marker = venv / "neobuild-requirements.txt"
-    requirements = (EXAMPLE / "requirements.txt").read_text()
-    with FileLock(str(venv) + ".lock", timeout=1800):
-        ok = python.exists() and marker.exists() and marker.read_text() == requirements
-        if ok:
-            ok = subprocess.run([python, "-c", "import mxnet"], capture_output=True).returncode == 0
-        if not ok:
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-            subprocess.run(
-                [
-                    python,
-                    "-m",
-                    "pip",
-                    "install",
-                    "--no-input",
-                    "-q",
-                    "-r",
-                    EXAMPLE / "requirements.txt",
-                ],
-                check=True,
-                timeout=1500,
-            )
-            marker.write_text(requirements)
-    return python
-
 
 @pytest.fixture(scope="module")
 def exported(mxnet_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("mxnet-export")
-    code = (
-        "import json, pathlib, sys; sys.path.insert(0, sys.argv[1]); import export; "
-        "export.export(pathlib.Path(sys.argv[2]), json.loads(sys.argv[3]))"
-    )
-    args = [str(EXAMPLE), str(out), json.dumps({"data": list(SHAPE)})]
-    subprocess.run([mxnet_python, "-c", code, *args], check=True, timeout=300)
-    return out
+    return export_example(mxnet_python, tmp_path_factory.mktemp("mxnet-export"))
 
 
 def _model(*targets: Target, name: str = "data") -> Model:
