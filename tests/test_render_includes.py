@@ -188,11 +188,12 @@ def test_unreferenced_templates_still_change_nothing(tmp_path: Path) -> None:
     assert _hash(tmp_path, model) == first
 
 
-def test_a_template_without_references_keeps_its_hash() -> None:
+def test_a_template_without_references_keeps_its_hash(tmp_path: Path) -> None:
     """No reference, no change: locks written before this fix stay fresh."""
     import hashlib
 
     name = "inference/dlr.py.j2"
-    source = (ROOT / "templates" / name).read_text()
+    source = "def neo_preprocess(payload, content_type):\n    return payload\n"
+    write_tree(tmp_path, {name: source})
     expected = hashlib.sha256(name.encode() + b"\0" + source.encode() + b"\0").hexdigest()
-    assert render.templates_hash([name]) == "sha256:" + expected
+    assert render.templates_hash([name], tmp_path) == "sha256:" + expected

@@ -45,9 +45,7 @@ def _pack(data: bytes) -> bytes:
 class Worker:
     """``ts/model_service_worker.py`` in a subprocess, with ``model_dir`` loaded."""
 
-    def __init__(
-        self, model_dir: Path, handler: str, env: dict[str, str], log_path: Path
-    ) -> None:
+    def __init__(self, model_dir: Path, handler: str, env: dict[str, str], log_path: Path) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="ts-"))  # AF_UNIX paths are short
         socket_name = str(self._dir / "sock.9000")
         self._log = log_path.open("wb")
