@@ -404,3 +404,80 @@ def test_client_errors_carry_a_4xx_status_with_or_without_the_toolkit(
         with pytest.raises(module.ClientError) as info:
             module.input_fn(b"1,2", "text/csv")
         assert info.value.status_code == 415
+
+
+# ------------------------------------- the TF Serving and DLR hooks: same rules, no stack
+
+
+def _rendered(tmp_path: Path, framework: str, inputs: Inputs, name: str) -> ModuleType:
+    model = Model(
+        name=name,
+        framework=framework,
+        export=ExportRef(function="export", path="export.py"),
+        inputs=inputs,
+        targets=(Target(device="ml_c5"),),
+    )
+    manifest = Manifest(
+        path=tmp_path / "neo.yaml", root=tmp_path, build_dir=tmp_path / "b", models={name: model}
+    )
+    path = tmp_path / f"{name}.py"
+    path.write_bytes(render_model(manifest, model)["code/inference.py"])
+    return _load_handler(path, name, toolkit=False)
+
+
+def test_tensorflow_hooks_follow_the_same_rules(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    inputs = Inputs("dict", (InputSpec("image", (1, 4, 4, 3)), InputSpec("mask", (1, 4))))
+    handler = _rendered(tmp_path, "tensorflow", inputs, "tf_hooks")
+    body = json.dumps({"mask": [[0] * 4], "image": np.zeros((2, 4, 4, 3)).tolist()})
+    context = SimpleNamespace(request_content_type="application/json; charset=utf-8")
+    sent = json.loads(handler.input_handler(io.BytesIO(body.encode()), context))
+    assert list(sent["inputs"]) == ["image", "mask"]
+    assert np.asarray(sent["inputs"]["image"]).shape == (2, 4, 4, 3)
+    for bad, content_type, status in [
+        (_npy(np.zeros((1, 4), np.float32)), NPY, 415),
+        (b'{"image": [[1]], "mask": [[0, 0, 0, 0]]}', JSON, 400),
+        (b"{", JSON, 400),
+        (b"x", "text/plain", 415),
+    ]:
+        context = SimpleNamespace(request_content_type=content_type)
+        with pytest.raises(handler.ClientError) as info:
+            handler.input_handler(io.BytesIO(bad), context)
+        assert info.value.status_code == status, info.value
+    answer = SimpleNamespace(status_code=200, content=b'{"outputs": [[1.0, 2.0]]}')
+    body, media = handler.output_handler(answer, SimpleNamespace(accept_header="*/*;q=0.1, " + NPY))
+    assert media == NPY and np.load(io.BytesIO(body)).tolist() == [[1.0, 2.0]]
+    several = SimpleNamespace(status_code=200, content=b'{"outputs": {"a": [1], "b": [2]}}')
+    assert handler.output_handler(several, SimpleNamespace(accept_header=None))[1] == JSON
+    with pytest.raises(handler.ClientError) as info:
+        handler.output_handler(several, SimpleNamespace(accept_header=NPY))
+    assert info.value.status_code == 406
+
+
+def test_dlr_hooks_follow_the_same_rules(tmp_path: Path) -> None:
+    two = _rendered(
+        tmp_path,
+        "onnx",
+        Inputs("dict", (InputSpec("b", (1, 3)), InputSpec("a", (1, 2)))),
+        "dlr_two",
+    )
+    arrays = two.neo_preprocess(b'{"a": [[1, 2]], "b": [[1, 2, 3]]}', "Application/JSON; x=1")
+    assert list(arrays) == ["b", "a"] and arrays["a"].dtype == np.float32
+    with pytest.raises(two.ClientError, match="carries one array") as info:
+        two.neo_preprocess(_npy(np.zeros((1, 3), np.float32)), NPY)
+    assert info.value.status_code == 415
+    with pytest.raises(two.ClientError, match=r"input 'b' has shape \[1, 2\]") as info:
+        two.neo_preprocess(b'{"a": [[1, 2]], "b": [[1, 2]]}', JSON)
+    assert info.value.status_code == 400
+    rows = _rendered(tmp_path, "xgboost", Inputs("none"), "dlr_rows")
+    assert rows.neo_preprocess(b"1,2\n3,4\n", "text/csv; charset=utf-8").shape == (2, 2)
+    for bad, content_type, status in [
+        (b"1,x\n", "text/csv", 400),
+        (b'{"f": [1]}', JSON, 400),
+        (b"[[[1]]]", JSON, 400),
+        (b"\x00", "image/png", 415),
+    ]:
+        with pytest.raises(rows.ClientError) as info:
+            rows.neo_preprocess(bad, content_type)
+        assert info.value.status_code == status, info.value
