@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from e2e_helpers import init_repo, write_tree
 
 pytest_plugins = ["wheel_env"]
-pytestmark = pytest.mark.slow
 
 
 def clean_env() -> dict[str, str]:
@@ -71,6 +71,7 @@ def _imports(venv: Path, module: str) -> bool:
     return proc.returncode == 0
 
 
+@pytest.mark.slow
 def test_plain_install_validates_packages_and_refuses_submit(
     plain_venv: Path, tmp_path: Path
 ) -> None:
@@ -97,4 +98,68 @@ def test_plain_install_validates_packages_and_refuses_submit(
     submitted = _run(plain_venv, repo, "compile", "--all", "--submit")
     assert submitted.returncode == 2, submitted.stderr
     assert "neobuild[aws]" in submitted.stderr and "boto3" in submitted.stderr
+    assert "Traceback" not in submitted.stderr
+
+
+# Run where botocore cannot be imported (None in sys.modules: the import machinery's own
+# "halted" ModuleNotFoundError), as in an install made with --no-deps.
+NO_BOTOCORE = """
+import logging, sys
+sys.modules["botocore"] = None
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+from neobuild import request
+from neobuild.model import CompileSettings, ExportRef, Inputs, InputSpec, Manifest, Model, Target
+from pathlib import Path
+model = Model(
+    name="m", framework="pytorch", framework_version="2.0",
+    export=ExportRef(function="export", path="m/export.py"),
+    inputs=Inputs(form="dict", items=(InputSpec("input0", (1, 3, 8, 8)),)),
+    targets=(Target(device="ml_c5"),),
+    compile=CompileSettings(
+        role_arn="arn:aws:iam::123456789012:role/NeoRole", s3_prefix="s3://b/neo"
+    ),
+)
+manifest = Manifest(path=Path("neo.yaml"), root=Path("."), build_dir=Path("b"), models={"m": model})
+good = request.build_request(manifest, model, model.targets[0], archive_sha256="a" * 64)
+print(request.preflight(good, model="m", target="ml_c5"))
+print(request.preflight(good, model="m", target="ml_c5"))
+bad = dict(good, RoleArn="not-an-arn")
+try:
+    request.preflight(bad, model="m", target="ml_c5")
+except request.RequestError as exc:
+    print("refused", bool(exc.problems) and all("RoleArn" in p for p in exc.problems))
+"""
+
+
+def test_preflight_without_botocore_says_so_once_and_keeps_its_rules() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_BOTOCORE], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[]", "[]", "refused True"]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "botocore is not installed" in warnings[0]
+
+
+def test_submit_without_boto3_is_a_usage_error_naming_the_extra(tmp_path: Path) -> None:
+    """The fast twin of the wheel test: boto3 made unimportable in the dev venv."""
+    repo = tmp_path / "repo"
+    write_tree(repo, {"neo.yaml": MANIFEST, "models/tiny/export.py": EXPORT})
+    init_repo(repo)
+    no_boto3 = "import runpy, sys; sys.modules['boto3'] = None; runpy.run_module('neobuild')"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", no_boto3, "-C", str(repo), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    for args in (("package", "--all"), ("compile", "--all")):
+        proc = run(*args)
+        assert proc.returncode == 0, proc.stderr
+    submitted = run("compile", "--all", "--submit")
+    assert submitted.returncode == 2, submitted.stderr
+    assert 'pip install "neobuild[aws]"' in submitted.stderr
     assert "Traceback" not in submitted.stderr
