@@ -184,6 +184,8 @@ def test_int64_input_warns_only_where_dtype_is_not_set(int64_export: Path) -> No
     for value in ("int64", "long", "LONG"):
         target = Target(device="ml_c5", compiler_options={"dtype": value})
         assert ADAPTER.check(int64_export, _with_targets(target)).warnings == ()
+    neuron = Target(device="ml_inf1", compiler_options="--dtype int64 -O2")
+    assert ADAPTER.check(int64_export, _with_targets(neuron)).warnings == ()
     mixed = _with_targets(
         Target(device="ml_c5", compiler_options={"dtype": "int64"}),
         Target(device="ml_m5"),

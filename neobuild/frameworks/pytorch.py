@@ -25,6 +25,7 @@ import ast
 import hashlib
 import pickle
 import pickletools
+import re
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -248,7 +249,12 @@ ADAPTER = PyTorchAdapter()
 def _option_dtype(target: Target) -> str:
     """The input dtype Neo assumes for ``target``: its ``dtype`` compiler option, else float32."""
     options = target.compiler_options
-    value = options.get("dtype") if isinstance(options, dict) else None
+    value: object = None
+    if isinstance(options, dict):
+        value = options.get("dtype")
+    elif isinstance(options, str):  # ml_inf1: Neuron compiler flags, e.g. "--dtype int64"
+        flag = re.search(r"--dtype[\s=]+([A-Za-z0-9]+)", options)
+        value = flag.group(1) if flag else None
     if isinstance(value, str):
         return neo.OPTION_DTYPES.get(value.lower(), value.lower())
     return "float32"
