@@ -9,8 +9,8 @@ would only add a second, weaker way of producing JSON.
 can see (NEO_REFERENCE §1.1-§1.3 and §3): enums, ``re.fullmatch`` patterns, lengths,
 list sizes, the cross-field rules shared with the manifest validator
 (:func:`neobuild.neo.target_problems`), and botocore's own ``ParamValidator``
-(through :mod:`neobuild.aws`; botocore is a core dependency, boto3 is not needed). All problems are reported at
-once, each naming the model, target, field, rule and value.
+(through :mod:`neobuild.aws`; botocore is a core dependency, boto3 is not needed). All
+problems are reported at once, each naming the model, target, field, rule and value.
 """
 
 from __future__ import annotations
