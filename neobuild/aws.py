@@ -1,7 +1,9 @@
 """The one module that talks to AWS (boto3/botocore): S3 uploads and Neo compilation jobs.
 
 boto3 and botocore are imported inside functions, so that ``neobuild --help`` and every
-command that never reaches AWS stay fast and work without boto3 installed.
+command that never reaches AWS stay fast. botocore is a core dependency (the request
+pre-flight validates against its SageMaker service model); boto3 is the ``aws`` extra,
+and :func:`require_boto3` turns its absence into a usage error naming the extra.
 
 Clients come from boto3's normal credential chain (environment, ``AWS_PROFILE``, SSO,
 instance roles) and region (``compile.region`` in neo.yaml, else the environment).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import importlib.util
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from neobuild import __version__
-from neobuild.errors import AwsError
+from neobuild.errors import AwsError, UsageError
 
 #: CompilationJobStatus values that end a job (NEO_REFERENCE §1.4).
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "STOPPED"})
@@ -51,6 +54,25 @@ THROTTLING_CODES = frozenset(
 SINGLE_PUT_LIMIT = 64 * 1024 * 1024
 
 _S3_URI = re.compile(r"s3://([^/]+)/(.+)")
+
+
+# --------------------------------------------------------------------------- install
+
+
+def require_boto3() -> None:
+    """Refuse, as a usage error, to reach AWS when boto3 (the ``aws`` extra) is missing.
+
+    botocore is a core dependency (the request pre-flight uses its service model); boto3,
+    which sessions, clients and uploads need, comes with ``pip install "neobuild[aws]"``.
+
+    Raises:
+        UsageError: boto3 cannot be imported.
+    """
+    if importlib.util.find_spec("boto3") is None:
+        raise UsageError(
+            "talking to AWS needs boto3, which is not installed",
+            hint='install the aws extra: pip install "neobuild[aws]"',
+        )
 
 
 # --------------------------------------------------------------------------- validation
@@ -638,5 +660,10 @@ class Aws:
 
 
 def connect(region: str | None = None) -> Aws:
-    """Clients for ``region`` (None: the environment's region) from boto3's credential chain."""
+    """Clients for ``region`` (None: the environment's region) from boto3's credential chain.
+
+    Raises:
+        UsageError: boto3 (the ``aws`` extra) is not installed.
+    """
+    require_boto3()
     return Aws(region)

@@ -605,6 +605,7 @@ def compile_models(
         One item per model and target, with its job's state.
 
     Raises:
+        UsageError: ``wait`` without ``submit``, or ``submit`` without boto3 installed.
         RequestError: a request is missing or fails pre-flight (nothing is submitted).
         AwsError: AWS refused something, or waiting timed out.
         CompileFailedError: a job FAILED or was STOPPED (with ``raise_on_failure``).
@@ -615,6 +616,10 @@ def compile_models(
         raise UsageError(
             "--wait follows the jobs that --submit creates", hint="add --submit (it is idempotent)"
         )
+    if submit and connect is None:
+        from neobuild import aws
+
+        aws.require_boto3()  # before any pre-flight work: a missing extra is a usage error
     sink = on_event or _ignore
     items, requests = _collect(manifest, models, sink)
     result = CompileResult(items=items, submitted=submit, waited=submit and wait)

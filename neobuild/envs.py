@@ -39,7 +39,7 @@ __all__ = ["cache_dir", "env_dir", "env_key", "export_python"]
 MARKER = ".neobuild-env.json"
 #: Seconds allowed for creating a venv and installing its requirements.
 ENV_TIMEOUT = 1800.0
-_KEY_FORMAT = 1
+_KEY_FORMAT = 2  # 2: the interpreter's real path, not the path as typed
 _INCLUDE_RE = re.compile(r"^\s*(?:-r|-c|--requirement|--constraint)(?:\s+|=)(\S+)")
 _PIP_FAILURES = (
     (re.compile(r"No matching distribution found for (\S+)"), "{}"),
@@ -117,7 +117,9 @@ def env_key(model: Model, root: Path) -> str | None:
         "format": _KEY_FORMAT,
         "requirements": list(model.requirements),
         "requirements_files": files,
-        "python": [sys.executable, sys.version],
+        # The resolved interpreter: `python` and `python3` of one venv are one env (and a
+        # venv made from any venv is made from its base interpreter anyway).
+        "python": [os.path.realpath(sys.executable), sys.version],
         "implementation": sys.implementation.cache_tag,
         "platform": [sys.platform, platform.machine()],
     }

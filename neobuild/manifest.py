@@ -72,10 +72,10 @@ DEFAULT_BUILD_DIR = "build/neo"
 DEFAULT_TIMEOUT = 900
 DEFAULT_MAX_RUNTIME = 900
 
-#: A job name is ``<model>-<target>-<8 hex>`` (NEO_REFERENCE §5) and at most 63
-#: characters: leave room for the longest device (``jacinto-tda4vm``) and the hash.
-MODEL_NAME_MAX = 63 - len("-jacinto-tda4vm") - len("-01234567")
-_MODEL_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+#: A model name follows the EntityName rule (neo.MODEL_NAME_*): at most 63 characters. The
+#: job name ``<model>-<target>-<8 hex>`` is cut to 63 keeping the hash (request.job_name).
+MODEL_NAME_MAX = neo.MODEL_NAME_MAX
+_MODEL_NAME = re.compile(neo.MODEL_NAME_PATTERN)
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _EXPORT_PATH = re.compile(rf"(?P<path>[^:\s]+\.py):(?P<function>{_IDENT})")
@@ -840,8 +840,9 @@ class _Validator:
             self.report(
                 src.doc,
                 src.path,
-                f"model name {name!r} is {len(name)} characters; at most {MODEL_NAME_MAX} fit "
-                "in a CompilationJobName with the target and a hash",
+                f"model name {name!r} is {len(name)} characters; at most {MODEL_NAME_MAX} "
+                "are allowed (the limit of AWS resource names such as a CompilationJobName)",
+                hint="shorten the name",
                 at="key",
             )
 

@@ -87,6 +87,21 @@ FIELD_RULES: dict[str, FieldRule] = {
     ),
 }
 
+#: A model name: an ``EntityName`` like the CompilationJobName itself (§1.1, at most 63 characters), so that any
+#: name can lead a job name (``request.job_name`` cuts the stem and keeps the hash) and
+#: fits S3 keys, tags and paths whole. The manifest validator and the JSON Schema use this.
+MODEL_NAME_MAX = 63
+MODEL_NAME_PATTERN = r"[a-zA-Z0-9](-*[a-zA-Z0-9])*"
+
+#: PyTorch's CompilerOptions ``dtype`` values (§3, DTYPE) -> the input dtype they declare.
+#: Without the option Neo takes float32.
+OPTION_DTYPES: dict[str, str] = {
+    "float": "float32",
+    "float32": "float32",
+    "int64": "int64",
+    "long": "int64",
+}
+
 #: List sizes (§1.1): Tags 0-50, SecurityGroupIds 1-5, Subnets 1-16.
 MAX_TAGS = 50
 SECURITY_GROUP_IDS = (1, 5)

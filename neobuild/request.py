@@ -9,8 +9,8 @@ would only add a second, weaker way of producing JSON.
 can see (NEO_REFERENCE §1.1-§1.3 and §3): enums, ``re.fullmatch`` patterns, lengths,
 list sizes, the cross-field rules shared with the manifest validator
 (:func:`neobuild.neo.target_problems`), and botocore's own ``ParamValidator``
-(through :mod:`neobuild.aws`, when boto3 is installed). All problems are reported at
-once, each naming the model, target, field, rule and value.
+(through :mod:`neobuild.aws`; botocore is a core dependency, boto3 is not needed). All
+problems are reported at once, each naming the model, target, field, rule and value.
 """
 
 from __future__ import annotations
@@ -575,13 +575,32 @@ def check_request(
     return check.problems
 
 
+_warned_no_botocore = False
+
+
 def _botocore_problems(request: Mapping[str, Any]) -> list[str]:
-    """botocore's ParamValidator verdict, when boto3/botocore and neobuild.aws are there."""
+    """botocore's ParamValidator verdict against its SageMaker service model.
+
+    botocore is a core dependency, so this always runs in a normal install. An install
+    without it (``pip install --no-deps``) still gets every rule above; the skipped check
+    is said once in the log instead of crashing.
+    """
+    global _warned_no_botocore
+    from neobuild import aws
+
     try:
-        from neobuild import aws
-    except ImportError:  # boto3 is an optional extra; the rules above still apply
+        problems: list[str] = aws.validate_request_with_botocore(dict(request))
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "botocore":
+            raise
+        if not _warned_no_botocore:
+            _warned_no_botocore = True
+            log.warning(
+                "botocore is not installed, so requests are not checked against its "
+                "SageMaker service model (neobuild's own rules still apply); reinstall "
+                "neobuild with its dependencies"
+            )
         return []
-    problems: list[str] = aws.validate_request_with_botocore(dict(request))
     return problems
 
 

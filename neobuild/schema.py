@@ -235,7 +235,18 @@ def _models(model_rules: Rules) -> Rules:
     return {
         "type": "dict",
         "required": True,
-        "keysrules": {"type": "string"},
+        # The name rule is checked in code (manifest.check_name, with a clearer message
+        # than cerberus would give); here it only reaches the JSON Schema, from one source.
+        "keysrules": {
+            "type": "string",
+            "meta": {
+                "json": {
+                    "minLength": 1,
+                    "maxLength": neo.MODEL_NAME_MAX,
+                    "pattern": f"^{neo.MODEL_NAME_PATTERN}$",
+                }
+            },
+        },
         "valuesrules": model_rules,
         "meta": {"description": "model name -> model"},
     }

@@ -99,6 +99,38 @@ def test_key_follows_the_requirements_file_and_its_includes(tmp_path: Path) -> N
     assert len({first, second, third}) == 3
 
 
+def test_two_spellings_of_one_interpreter_share_the_env_key(tmp_path: Path) -> None:
+    """`python` and `python3` (symlinks) of the test venv: one key, so one env on disk."""
+    (tmp_path / "requirements.txt").write_text(f"{SIX}\n")
+    probe = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from neobuild import envs
+        from neobuild.model import ExportRef, Inputs, Model
+        model = Model(
+            name="m", framework="onnx", export=ExportRef(function="export", path="m/export.py"),
+            inputs=Inputs("none"), targets=(), requirements_file="requirements.txt",
+        )
+        print(sys.executable)
+        print(envs.env_key(model, Path({str(tmp_path)!r})))
+        """
+    )
+    bindir = Path(sys.executable).parent
+    spellings = [bindir / "python", bindir / "python3"]
+    assert all(p.exists() for p in spellings)
+    assert len({os.path.realpath(p) for p in spellings}) == 1
+    seen = []
+    for python in spellings:
+        out = subprocess.run(
+            [str(python), "-c", probe], capture_output=True, text=True, check=True, timeout=120
+        ).stdout.split()
+        seen.append(out)
+    assert [exe for exe, _ in seen] == [str(p) for p in spellings]  # typed differently
+    keys = {key for _, key in seen}
+    assert len(keys) == 1 and None not in keys
+
+
 def test_missing_requirements_file(tmp_path: Path) -> None:
     model = make_model(requirements_file="m/requirements.txt")
     with pytest.raises(EnvironmentSetupError, match=r"m/requirements.txt of model 'm' does not"):

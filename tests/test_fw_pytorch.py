@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import shutil
@@ -154,6 +155,55 @@ def test_input_count_and_shape_disagreements_warn(export_dir: Path) -> None:
     assert artifacts.warnings == (
         "model.pth: traced input 'input0' shape: expected [1, 3, 64, 64] (from the manifest),"
         " found [1, 3, 32, 32]",
+    )
+
+
+@pytest.fixture(scope="module")
+def int64_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A traced embedding model: its one input is int64 token ids."""
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Embedding(16, 4), torch.nn.Flatten()).eval()
+    out = tmp_path_factory.mktemp("torch-int64") / "export"
+    out.mkdir()
+    with torch.no_grad():
+        traced = torch.jit.trace(module, torch.zeros((1, 6), dtype=torch.int64))
+    torch.jit.save(traced, str(out / "model.pth"))
+    return out
+
+
+def _with_targets(*targets: Target) -> Model:
+    return dataclasses.replace(make_model(((1, 6),)), targets=targets)
+
+
+def test_int64_input_warns_only_where_dtype_is_not_set(int64_export: Path) -> None:
+    unset = ADAPTER.check(int64_export, _with_targets(Target(device="ml_c5"))).warnings
+    assert unset == (
+        "model.pth: traced input 'input0' is int64, but Neo takes it as float32 on ml_c5; "
+        'set compiler_options "dtype" to "int64"',
+    )
+    for value in ("int64", "long", "LONG"):
+        target = Target(device="ml_c5", compiler_options={"dtype": value})
+        assert ADAPTER.check(int64_export, _with_targets(target)).warnings == ()
+    neuron = Target(device="ml_inf1", compiler_options="--dtype int64 -O2")
+    assert ADAPTER.check(int64_export, _with_targets(neuron)).warnings == ()
+    mixed = _with_targets(
+        Target(device="ml_c5", compiler_options={"dtype": "int64"}),
+        Target(device="ml_m5"),
+        Target(device="ml_g4dn", compiler_options={"dtype": "float32"}),
+    )
+    assert ADAPTER.check(int64_export, mixed).warnings == (
+        "model.pth: traced input 'input0' is int64, but Neo takes it as float32 on "
+        'ml_m5, ml_g4dn; set compiler_options "dtype" to "int64"',
+    )
+
+
+def test_float_input_warns_when_dtype_says_int64(export_dir: Path) -> None:
+    assert ADAPTER.check(export_dir, make_model()).warnings == ()
+    target = Target(device="ml_c5", compiler_options={"dtype": "long"})
+    model = dataclasses.replace(make_model(), targets=(target,))
+    assert ADAPTER.check(export_dir, model).warnings == (
+        "model.pth: traced input 'input0' is float32, but Neo takes it as int64 on ml_c5; "
+        'set compiler_options "dtype" to "float32"',
     )
 
 

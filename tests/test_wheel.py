@@ -5,35 +5,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["wheel_env"]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = Path(__file__).resolve().parent.parent
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "build",
-            "--wheel",
-            "--no-isolation",
-            "--outdir",
-            str(out),
-            str(root),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    (path,) = out.glob("neobuild-*.whl")
-    return path
+def clean_env() -> dict[str, str]:
+    """The environment without PYTHONPATH (the checkout must not shadow the wheel)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 def test_wheel_ships_templates_and_typing_marker(wheel: Path) -> None:
@@ -51,13 +34,10 @@ def test_wheel_ships_templates_and_typing_marker(wheel: Path) -> None:
     assert "neobuild/_bootstrap.py" in names
 
 
-def test_wheel_installs_and_validates_the_examples(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)]
-    subprocess.run(pip, check=True, capture_output=True, timeout=900)
+def test_wheel_installs_and_validates_the_examples(plain_venv: Path, tmp_path: Path) -> None:
+    venv = plain_venv
     exe = venv / "bin" / "neobuild"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = clean_env()
 
     help_run = subprocess.run([str(exe), "--help"], capture_output=True, text=True, env=env)
     assert help_run.returncode == 0, help_run.stderr

@@ -25,6 +25,7 @@ import ast
 import hashlib
 import pickle
 import pickletools
+import re
 import zipfile
 import zlib
 from collections import OrderedDict
@@ -33,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neobuild import neo
 from neobuild.atomic import atomic_writer
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import _common
 from neobuild.frameworks.base import Artifacts
-from neobuild.model import Model
+from neobuild.model import Model, Target
 
 SUFFIXES = (".pt", ".pth")
 #: torch's PyTorchStreamWriter aligns every record's data to this many bytes.
@@ -244,6 +246,38 @@ class PyTorchAdapter:
 ADAPTER = PyTorchAdapter()
 
 
+def _option_dtype(target: Target) -> str:
+    """The input dtype Neo assumes for ``target``: its ``dtype`` compiler option, else float32."""
+    options = target.compiler_options
+    value: object = None
+    if isinstance(options, dict):
+        value = options.get("dtype")
+    elif isinstance(options, str):  # ml_inf1: Neuron compiler flags, e.g. "--dtype int64"
+        flag = re.search(r"--dtype[\s=]+([A-Za-z0-9]+)", options)
+        value = flag.group(1) if flag else None
+    if isinstance(value, str):
+        return neo.OPTION_DTYPES.get(value.lower(), value.lower())
+    return "float32"
+
+
+def _dtype_warnings(what: str, dtype: str, model: Model) -> list[str]:
+    """A traced input's dtype against what each target's ``dtype`` option tells Neo."""
+    wrong: dict[str, list[str]] = {}
+    for target in model.targets:
+        expected = _option_dtype(target)
+        if expected != dtype:
+            wrong.setdefault(expected, []).append(target.key)
+    fix = (
+        f'set compiler_options "dtype" to "{dtype}"'
+        if dtype in neo.OPTION_DTYPES.values()
+        else 'Neo takes float32 or int64 (compiler_options "dtype"): cast the example inputs'
+    )
+    return [
+        f"{what} is {dtype}, but Neo takes it as {expected} on {', '.join(keys)}; {fix}"
+        for expected, keys in wrong.items()
+    ]
+
+
 def _input_warnings(
     name: str, info: TorchScriptInfo, model: Model, inputs: dict[str, tuple[int, ...]]
 ) -> list[str]:
@@ -271,11 +305,8 @@ def _input_warnings(
         label = names[i] if names else f"input{i}"
         if item.shape is not None:
             inputs[label] = item.shape
-        if item.dtype is not None and item.dtype != "float32":
-            warnings.append(
-                f"{name}: traced input {label!r} is {item.dtype}; Neo expects float32 "
-                'unless compiler_options sets "dtype"'
-            )
+        if item.dtype is not None:
+            warnings += _dtype_warnings(f"{name}: traced input {label!r}", item.dtype, model)
     if names:
         for label, (want, got) in zip(
             names, zip(declared.shapes, traced, strict=True), strict=True
