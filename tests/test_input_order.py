@@ -124,10 +124,12 @@ def export(output_dir, inputs):
     ]
     nodes = [
         helper.make_node("ReduceMean", ["pixels"], ["pooled"], axes=[2, 3], keepdims=0),
-        helper.make_node("Add", ["pooled", "bias"], ["scores"]),
+        helper.make_node("Mul", ["pooled", "weight"], ["weighted"]),
+        helper.make_node("Add", ["weighted", "bias"], ["scores"]),
     ]
+    weight = helper.make_tensor("weight", TensorProto.FLOAT, [1, 3], [0.5, -1.0, 2.0])
     scores = helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 3])
-    graph = helper.make_graph(nodes, "order", graph_inputs, [scores])
+    graph = helper.make_graph(nodes, "order", graph_inputs, [scores], initializer=[weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)])
     model.ir_version = 7
     onnx.checker.check_model(model)
