@@ -26,8 +26,8 @@ import pytest
 from e2e_helpers import init_repo, neobuild, report, write_tree
 from ruamel.yaml import YAML
 
-from neobuild import manifest as manifest_mod
 from neobuild import fingerprint as fingerprint_mod
+from neobuild import manifest as manifest_mod
 from neobuild.render import render_model
 from neobuild.runner import run_export
 
@@ -268,7 +268,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
         },
     )
     init_repo(repo)
-    result = neobuild("package", "--all", "-j", "2", "--json", cwd=repo, env={"HF_HUB_OFFLINE": "1"})
+    result = neobuild(
+        "package", "--all", "-j", "2", "--json", cwd=repo, env={"HF_HUB_OFFLINE": "1"}
+    )
     assert result.returncode == 0, result.stderr
     return repo, report(result)
 
@@ -329,7 +331,9 @@ def test_bert_archive_matches_the_model_fed_by_name(
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
     # The comparison can fail: the same tensors in another order give other outputs.
     with torch.no_grad():
-        swapped = archived(by_name["attention_mask"], by_name["input_ids"], by_name["token_type_ids"])
+        swapped = archived(
+            by_name["attention_mask"], by_name["input_ids"], by_name["token_type_ids"]
+        )
     assert not torch.allclose(swapped[0], expected[0], atol=1e-3)
 
 
@@ -388,6 +392,7 @@ def test_tensorflow_archive_matches_the_inputs_fed_by_name(
 # ----------------------------------------------------------------- a reorder
 
 
+@pytest.mark.frameworks
 def test_swapping_two_inputs_makes_the_model_stale_and_reorders_its_request(
     tmp_path: Path,
 ) -> None:
@@ -535,7 +540,9 @@ def test_tojson_keeps_a_mappings_order(order_repo: Path) -> None:
         "SHAPES = {{ shapes|tojson }}\n"
     )
     text = (order_repo / "neo.yaml").read_text()
-    (order_repo / "neo.yaml").write_text(text.replace("version: 1\n", "version: 1\ntemplates_dir: templates\n"))
+    (order_repo / "neo.yaml").write_text(
+        text.replace("version: 1\n", "version: 1\ntemplates_dir: templates\n")
+    )
     loaded = manifest_mod.load(order_repo / "neo.yaml", use_cache=False)
     model = loaded.models["own"]
     # an ONNX model on ml_c5 renders the DLR handler, overridden here
@@ -570,4 +577,18 @@ def test_a_reorder_changes_the_fingerprint_but_key_order_elsewhere_does_not(
         "    compiler_options: {a: 1, b: 2}\n    inputs:\n",
         1,
     )
-    assert fingerprint(with_options) == fingerprint(with_options.replace("{a: 1, b: 2}", "{b: 2, a: 1}"))
+    assert fingerprint(with_options) == fingerprint(
+        with_options.replace("{a: 1, b: 2}", "{b: 2, a: 1}")
+    )
+
+
+def test_json_documents_keep_the_order_they_were_built_in(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from neobuild.console import print_json
+
+    print_json({"model": "bert", "inputs": {"input_ids": [1, 8], "attention_mask": [1, 8]}})
+    out = capsys.readouterr().out
+    assert out.index('"model"') < out.index('"inputs"')
+    assert out.index('"input_ids"') < out.index('"attention_mask"')
+    assert json.loads(out)["inputs"] == {"input_ids": [1, 8], "attention_mask": [1, 8]}
