@@ -307,8 +307,9 @@ def test_handlers_and_requests_keep_the_declared_order(
 @pytest.mark.frameworks
 @pytest.mark.slow
 def test_bert_archive_matches_the_model_fed_by_name(
-    built: tuple[Path, dict[str, Any]], tmp_path: Path
+    built: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing is downloaded: built from a config
     import torch
 
     repo, _ = built
