@@ -9,8 +9,9 @@ the constants below.
 
 The spec (JSON) names ``root`` (put first on ``sys.path``), the entrypoint (``path``,
 a file relative to root, or ``module``, a dotted module name), ``function``,
-``output_dir``, ``inputs`` (passed through as they are: a dict name -> shape, a list of
-shapes, or null) and ``result``, where a result JSON is written atomically on every
+``output_dir``, ``inputs`` (passed through as they are, in declared order: a dict
+name -> shape, a list of shapes, or null; ``json.load`` keeps a JSON object's key order)
+and ``result``, where a result JSON is written atomically on every
 outcome::
 
     {"status": "ok", "framework_versions": {"numpy": "2.4.6"}, "python": "3.11.7", ...}

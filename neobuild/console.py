@@ -85,6 +85,11 @@ class Output:
 
 
 def print_json(document: Any) -> None:
-    """Write one JSON document to stdout, and nothing else goes there."""
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    """Write one JSON document to stdout, and nothing else goes there.
+
+    Keys keep the order the document was built in (fixed by the code, so the output is
+    deterministic): not sorted, so that ordered mappings such as a model's inputs keep
+    their declared order.
+    """
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
     sys.stdout.flush()

@@ -118,6 +118,8 @@ def manifest_hash(model: Model, data: dict[str, Any] | None = None) -> str:
 
 
 def _canonical(value: Any) -> str:
+    # Keys sorted: mappings here have no order. Inputs are ``{"form", "items": [...]}``,
+    # a list, so a reordering of the declared inputs changes the hash.
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 

@@ -854,8 +854,8 @@ class _Validator:
         for doc, base in src.defaults:
             block = doc.data.get(base[0]) if isinstance(doc.data, dict) else None
             if isinstance(block, dict):
-                result = _deep_merge(result, block)
-        return _deep_merge(result, entry)
+                result = _deep_merge(result, block, replace=_ORDERED_KEYS)
+        return _deep_merge(result, entry, replace=_ORDERED_KEYS)
 
     def origin(self, src: _ModelSource, key: str) -> _Doc:
         """The file a model's top-level key was written in (for relative paths)."""
@@ -1488,12 +1488,20 @@ def _defaults_of(doc: _Doc) -> list[tuple[_Doc, PathKey]]:
     return []
 
 
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` merged onto ``base``: mappings merge, everything else replaces."""
+#: Model keys whose mapping is ordered (inputs are positional for PyTorch and Neo): a
+#: model's own value replaces the defaults' whole, so its declared order is the order.
+_ORDERED_KEYS = frozenset({"inputs"})
+
+
+def _deep_merge(
+    base: Mapping[str, Any], over: Mapping[str, Any], replace: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """``over`` merged onto ``base``: mappings merge (except keys in ``replace``),
+    everything else replaces."""
     result = dict(base)
     for key, value in over.items():
         old = result.get(key)
-        if isinstance(old, dict) and isinstance(value, dict):
+        if isinstance(old, dict) and isinstance(value, dict) and key not in replace:
             result[key] = _deep_merge(old, value)
         else:
             result[key] = value

@@ -64,7 +64,8 @@ class Inputs:
         return tuple(s.shape for s in self.items)
 
     def as_json(self) -> JSONValue:
-        """The DataInputConfig value: a dict name->shape, a list of shapes, or None."""
+        """The DataInputConfig value: a dict name->shape (in declared order), a list of
+        shapes, or None. Never dump it with ``sort_keys``: Neo reads it positionally."""
         if self.form == "none":
             return None
         if self.form == "list":
@@ -193,6 +194,8 @@ class Model:
         return _jsonable(data)  # type: ignore[no-any-return]
 
     def canonical_json(self) -> str:
+        """Sorted keys (field names and options have no order); ``inputs.items`` is a
+        list, so the declared input order is part of it and a reorder is a change."""
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
 
 

@@ -11,7 +11,8 @@ error: the environment's ``finalize`` refuses it. Missing variables are errors t
 (``StrictUndefined``), reported with the template name and line.
 
 The CreateCompilationJob requests are *not* templates: they are data, built and checked
-in ``request.py`` and dumped with ``json.dumps(sort_keys=True)``.
+in ``request.py`` and dumped with ``json.dumps(sort_keys=True)``; the inputs inside them
+are the ``DataInputConfig`` string, in declared order.
 """
 
 from __future__ import annotations
@@ -120,9 +121,12 @@ def _literal(value: Any) -> str:
 
 
 def _tojson(value: Any) -> PyCode:
+    """Strict JSON, mappings in their own order: the context is built in a fixed order,
+    and input names (in a mapping a template builds from ``model.inputs``) must stay in
+    declared order."""
     if _is_undefined(value):
         str(value)
-    return PyCode(json.dumps(value, sort_keys=True))
+    return PyCode(json.dumps(value))
 
 
 def _comment(value: Any) -> PyCode:

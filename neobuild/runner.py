@@ -500,7 +500,9 @@ def run_export(
             "inputs": model.inputs.as_json(),
             "result": str(result_path),
         }
-        spec_path.write_text(json.dumps(spec, indent=2, sort_keys=True), encoding="utf-8")
+        # No sort_keys: ``inputs`` must reach the export in declared order (PyTorch and
+        # Neo take inputs positionally); the spec's own keys are written in a fixed order.
+        spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
         _log_line(log_path, f"neobuild: export {ref} with {python} (timeout {model.timeout} s)")
         try:
             proc = run_process(
