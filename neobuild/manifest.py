@@ -1031,7 +1031,7 @@ class _Validator:
         except OSError:
             return True
         self.probes[f"s:{stat.st_mtime_ns}:{stat.st_size}:{rel}"] = True
-        found = scan(self.root / rel)
+        found = scan(self.root / rel, function)
         if found is None:
             return True
         if found.syntax_error is not None:
