@@ -10,7 +10,6 @@ is claimed.
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,20 +34,12 @@ class Scan:
         return sorted(self.names, key=lambda n: (n.startswith("_"), n))
 
 
-def scan(path: Path, wanted: str | None = None) -> Scan | None:
-    """The names ``path`` defines at module level; None when it cannot be read.
-
-    With ``wanted``, a file with a column-0 ``def wanted(`` is taken at its word without
-    parsing (the common case; it keeps a cold ``validate`` of 1,000 models fast).
-    """
+def scan(path: Path) -> Scan | None:
+    """The names ``path`` defines at module level; None when it cannot be read."""
     try:
         source = path.read_bytes()
     except OSError:
         return None
-    if wanted is not None and re.search(
-        rb"^(?:async[ \t]+)?def[ \t]+" + re.escape(wanted.encode()) + rb"[ \t]*\(", source, re.M
-    ):
-        return Scan(frozenset({wanted}))
     try:
         tree = ast.parse(source, filename=str(path))
     except (SyntaxError, ValueError) as exc:

@@ -1031,7 +1031,7 @@ class _Validator:
         except OSError:
             return True
         self.probes[f"s:{stat.st_mtime_ns}:{stat.st_size}:{rel}"] = True
-        found = scan(self.root / rel, function)
+        found = scan(self.root / rel)
         if found is None:
             return True
         if found.syntax_error is not None:
