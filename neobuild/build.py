@@ -1128,10 +1128,9 @@ def _with_compile_settings(
         out.info(f"skipping {len(bare)} model(s) without compile settings: {shown}")
         return kept
     raise UsageError(
-        f"nothing to compile for {shown}: no compile settings, so `package` rendered no "
-        "compilation requests",
-        hint="set compile.role_arn and compile.s3_prefix in neo.yaml (in the model or in "
-        "defaults), run `neobuild package` again, then compile",
+        f"nothing to compile for {shown}: compile.role_arn and compile.s3_prefix are not set",
+        hint="set both in neo.yaml (under compile:, in the model or in defaults), run "
+        "`neobuild package` again to render the requests, then compile",
     )
 
 
