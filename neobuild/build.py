@@ -93,6 +93,7 @@ class BuildReport:
     manifest: Path
     models: list[ModelReport]
     duration: float
+    without_requests: list[str] = field(default_factory=list)  # built with no compile settings
 
     def count(self, status: str) -> int:
         return sum(1 for m in self.models if m.status == status)
@@ -126,6 +127,7 @@ class BuildReport:
                 for s in ("built", "restored", "fresh", "failed", "interrupted", "skipped")
             },
             "models": [m.to_json() for m in self.models],
+            "requests_not_rendered": self.without_requests,
         }
 
 
@@ -226,6 +228,26 @@ class Interrupted(NeobuildError):
     exit_code = EXIT_INTERRUPTED
 
 
+# The one line ``package`` prints when models were packaged without requests.
+NO_REQUESTS_HINT = (
+    "set compile.role_arn and compile.s3_prefix in neo.yaml (compile.region is optional: "
+    "AWS_REGION is used without it) to render them"
+)
+NOT_RENDERED = "not rendered"
+
+
+def writes_requests(model: Model, options: BuildOptions) -> bool:
+    """Whether ``package`` writes the model's requests (``--allow-incomplete``: placeholders)."""
+    return model.compile.renders_requests or options.allow_incomplete
+
+
+def no_requests_line(names: Sequence[str]) -> str:
+    """``package``'s one line about models packaged without CreateCompilationJob requests."""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    count = f"{len(names)} model{'s' if len(names) != 1 else ''}"
+    return f"compilation requests not rendered for {count} ({shown}): {NO_REQUESTS_HINT}"
+
+
 def preflight_requests(manifest: Manifest, model: Model, options: BuildOptions) -> None:
     """Check every target's request before exporting: a missing ``role_arn`` costs nothing.
 
@@ -234,6 +256,8 @@ def preflight_requests(manifest: Manifest, model: Model, options: BuildOptions) 
     """
     from neobuild import request
 
+    if not writes_requests(model, options):
+        return
     problems: list[str] = []
     for target in model.targets:
         body = request.build_request(
@@ -327,14 +351,16 @@ def build_model(
             target.write_bytes(content)
         extras = render.archive_extras(model, rendered)
         archive = package.pack(export_dir, artifacts.files, staging / "model.tar.gz", extra=extras)
-        request_paths = request.write_requests(
-            manifest,
-            model,
-            archive.sha256,
-            staging / "requests",
-            allow_incomplete=options.allow_incomplete,
-            warnings=report.warnings,
-        )
+        request_paths: dict[str, Path] = {}
+        if writes_requests(model, options):
+            request_paths = request.write_requests(
+                manifest,
+                model,
+                archive.sha256,
+                staging / "requests",
+                allow_incomplete=options.allow_incomplete,
+                warnings=report.warnings,
+            )
 
         smoke_status: str | None = None
         if smoke_wanted:
@@ -394,7 +420,7 @@ def build_model(
         report.targets = [
             (key, "rendered", str(final / path.relative_to(staging)))
             for key, path in request_paths.items()
-        ]
+        ] or [(t.key, NOT_RENDERED, "no compile settings") for t in model.targets]
         report.smoke = smoke_status
         return report, entry
     except BaseException as exc:
@@ -759,7 +785,15 @@ def build(
             shard_mod.record_weights(manifest.root, built)  # balances the next --matrix
     ordered = [reports[m.name] for m in models if m.name in reports]
     report = BuildReport(
-        manifest=manifest_path, models=ordered, duration=time.monotonic() - started
+        manifest=manifest_path,
+        models=ordered,
+        duration=time.monotonic() - started,
+        without_requests=[
+            r.name
+            for r in ordered
+            if r.status in ("built", "restored")
+            and not writes_requests(manifest.models[r.name], options)
+        ],
     )
     _print_summary(report, out)
     _write_reports(report, junit, out)
@@ -957,6 +991,8 @@ def _print_summary(report: BuildReport, out: Output) -> None:
     failures = [m for m in report.models if m.status == "failed"]
     if failures:
         out.error("failed: " + ", ".join(m.name for m in failures))
+    if report.without_requests:
+        out.info(no_requests_line(report.without_requests))
     out.info(report.summary())
 
 
@@ -1072,6 +1108,32 @@ def _refuse_stale(manifest: Manifest, models: Sequence[Model]) -> None:
         )
 
 
+def _with_compile_settings(
+    models: Sequence[Model], *, all_models: bool, out: Output
+) -> list[Model]:
+    """The models that have requests to compile; a named one without them is a usage error.
+
+    ``--all`` skips models without compile settings (with one line naming them) and
+    fails only when none is left.
+
+    Raises:
+        UsageError: a named model, or every model, has no compile settings.
+    """
+    bare = [m.name for m in models if not m.compile.renders_requests]
+    if not bare:
+        return list(models)
+    kept = [m for m in models if m.compile.renders_requests]
+    shown = ", ".join(bare[:5]) + (f" and {len(bare) - 5} more" if len(bare) > 5 else "")
+    if all_models and kept:
+        out.info(f"skipping {len(bare)} model(s) without compile settings: {shown}")
+        return kept
+    raise UsageError(
+        f"nothing to compile for {shown}: compile.role_arn and compile.s3_prefix are not set",
+        hint="set both in neo.yaml (under compile:, in the model or in defaults), run "
+        "`neobuild package` again to render the requests, then compile",
+    )
+
+
 def compile_(
     *,
     manifest_path: Path,
@@ -1087,6 +1149,7 @@ def compile_(
 
     manifest = load_manifest(manifest_path)
     models = _select(manifest, patterns, all_models, None, require=True, command="compile")
+    models = _with_compile_settings(models, all_models=all_models, out=out)
     _refuse_stale(manifest, models)
     result = compile_mod.compile_models(
         manifest,

@@ -572,6 +572,11 @@ class _Validator:
             if model is not None:
                 models[src.name] = model
         settings = self.top_level(top)
+        if settings is not None:
+            build_rel = settings[0].relative_to(self.root).as_posix()
+            for src in sources:
+                if src.name in models:
+                    self.inputs_in_build_dir(src, models[src.name], build_rel)
         if self.has_errors or settings is None:
             return None
         build_dir, templates_dir, cache = settings
@@ -586,6 +591,21 @@ class _Validator:
             templates_dir=templates_dir,
             warnings=warnings,
         )
+
+    def inputs_in_build_dir(self, src: _ModelSource, model: Model, build_rel: str) -> None:
+        """``package`` refuses a build_dir holding a model's input: say so here first."""
+        for key, rel in (
+            ("export", model.export.path),
+            ("requirements", model.requirements_file),
+            ("templates_dir", model.templates_dir),
+        ):
+            if rel is not None and (rel == build_rel or rel.startswith(build_rel + "/")):
+                self.report_model(
+                    src,
+                    (key,),
+                    f"{rel} is inside build_dir {build_rel}, which neobuild replaces",
+                    hint="set build_dir to a directory of its own, e.g. build/neo",
+                )
 
     def parse_file(self, doc: _Doc, data: bytes, kind: str) -> bool:
         syntax = _parse(doc, data)
@@ -885,6 +905,7 @@ class _Validator:
             version = None  # reported by cerberus; skip the version tables
         export = self.export(src, m.get("export"))
         compile_settings = self.compile_settings(m.get("compile"))
+        self.partial_compile(src, m.get("compile"))
         model_options = self.options(src, ("compiler_options",), m.get("compiler_options"))
         indexed, targets_ok = self.targets(src, m.get("targets"), model_options)
         targets = tuple(target for _, target in indexed)
@@ -969,9 +990,16 @@ class _Validator:
                     hint="keep export code inside the repository so its changes are tracked",
                 )
                 return None
+            if not self.export_function(src, rel, by_path["function"]):
+                return None
             return ExportRef(function=by_path["function"], path=rel)
         by_module = _EXPORT_MODULE.fullmatch(value)
         if by_module is not None:
+            module_file = self.module_file(by_module["module"])
+            if module_file is not None and not self.export_function(
+                src, module_file, by_module["function"]
+            ):
+                return None
             return ExportRef(function=by_module["function"], module=by_module["module"])
         self.report_model(
             src,
@@ -980,6 +1008,54 @@ class _Validator:
             hint="e.g. export: models/resnet/export.py:export",
         )
         return None
+
+    def module_file(self, module: str) -> str | None:
+        """The repo-relative file of ``package.module`` when it is in the repository."""
+        from neobuild.entrypoint import module_candidates
+
+        for candidate in module_candidates(module):
+            if self.exists(candidate, "f") and self.resolves_inside(candidate):
+                return candidate
+        return None  # an installed package: the export environment resolves it
+
+    def export_function(self, src: _ModelSource, rel: str, function: str) -> bool:
+        """Whether ``rel`` may define ``function`` (parsed with ast, never imported).
+
+        ``package`` would refuse the model after building its environment and starting
+        the export; this finds it first. The file's stat is recorded so the manifest
+        cache re-checks it when the file changes.
+        """
+        from neobuild.entrypoint import scan
+
+        try:
+            stat = os.stat(self.root / rel)
+        except OSError:
+            return True
+        self.probes[f"s:{stat.st_mtime_ns}:{stat.st_size}:{rel}"] = True
+        found = scan(self.root / rel)
+        if found is None:
+            return True
+        if found.syntax_error is not None:
+            self.report_model(
+                src,
+                ("export",),
+                f"export file {rel} is not valid Python ({found.syntax_error})",
+                hint="fix the file; the export would fail to import it",
+            )
+            return False
+        if found.lacks(function):
+            names = found.functions()
+            self.report_model(
+                src,
+                ("export",),
+                f"export file {rel} defines no function {function!r}",
+                hint=did_you_mean(function, names)
+                or (
+                    f"it defines: {', '.join(names[:8])}" if names else "the file defines nothing"
+                ),
+            )
+            return False
+        return True
 
     def options(self, src: _ModelSource, sub: PathKey, value: Any) -> Any:
         """Compiler options as JSON values; a JSON object written as a string is parsed."""
@@ -1302,6 +1378,39 @@ class _Validator:
         if not self.exists(rel, "d"):
             self.report_model(src, ("templates_dir",), f"templates_dir {rel} is not a directory")
         return rel
+
+    def partial_compile(self, src: _ModelSource, value: Any) -> None:
+        """``role_arn`` and ``s3_prefix`` come together.
+
+        Without both, ``package`` writes no requests (and says so); one without the
+        other is a half-configured model that would be packaged without requests by
+        mistake. The other keys (``region``, ``max_runtime``, ``tags``...) may be set in
+        ``defaults`` for models that have requests, so alone they are not an error.
+        """
+        from neobuild.model import REQUEST_KEYS
+
+        if not isinstance(value, dict):
+            return
+        missing = [k for k in REQUEST_KEYS if value.get(k) in (None, "")]
+        if not missing or len(missing) == len(REQUEST_KEYS):
+            return
+        given = [k for k in REQUEST_KEYS if k not in missing]
+        wanted = " and ".join(f"compile.{k}" for k in missing)
+        examples = {
+            "role_arn": "arn:aws:iam::<account>:role/<name>",
+            "s3_prefix": "s3://<bucket>/<prefix>",
+        }
+        self.report_model(
+            src,
+            ("compile", given[0]),
+            f"compile settings are incomplete: {wanted} {'is' if len(missing) == 1 else 'are'} "
+            f"not set, so no compilation request can be written (compile.{given[0]} is)",
+            hint="add "
+            + " and ".join(f"`{k}: {examples[k]}`" for k in missing)
+            + " under compile: (in the model or in defaults), or remove the compile settings "
+            "to package without requests",
+            at="key",
+        )
 
     def compile_settings(self, value: Any) -> CompileSettings:
         if not isinstance(value, dict):
@@ -1653,6 +1762,10 @@ def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
             target = os.path.join(root, rel)  # plain strings: a thousand stats stay cheap
             if kind == "i":
                 now = realpath(target).startswith(real_root)
+            elif kind == "s":  # an export file parsed for its function: unchanged since
+                mtime, size, rel = rel.split(":", 2)
+                stat = os.stat(os.path.join(root, rel))
+                now = stat.st_mtime_ns == int(mtime) and stat.st_size == int(size)
             elif kind == "g":  # a sources glob that matched no file (rare: usually none)
                 if index is None:
                     from neobuild.fingerprint import SourceIndex

@@ -142,6 +142,19 @@ class CompileSettings:
     vpc: VpcConfig | None = None
     tags: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs
 
+    @property
+    def renders_requests(self) -> bool:
+        """Whether ``package`` writes CreateCompilationJob requests (both keys are set).
+
+        Without ``role_arn`` and ``s3_prefix`` a model is packaged without requests;
+        one of them without the other is a manifest error (``validate`` reports it).
+        """
+        return bool(self.role_arn and self.s3_prefix)
+
+
+# The compile keys that enable requests: both or neither.
+REQUEST_KEYS = ("role_arn", "s3_prefix")
+
 
 @dataclass(frozen=True)
 class CacheSettings:

@@ -352,8 +352,10 @@ def _plan_model(
     found.extend(output_reasons(manifest, model.name, entry, cache))
     model_level = tuple(found)
     target_plans: list[TargetPlan] = []
+    # A model packaged without compile settings has no requests to miss or check.
+    expects_requests = bool(entry.requests) or model.compile.renders_requests
     for target in model.targets:
-        own = tuple(request_reasons(manifest, entry, target.key, cache))
+        own = tuple(request_reasons(manifest, entry, target.key, cache)) if expects_requests else ()
         status: Status = "stale" if (model_level or own) else "fresh"
         target_plans.append(TargetPlan(target.key, status, model_level + own))
         found.extend(r for r in own if r not in found)

@@ -26,6 +26,8 @@ build_dir: build/neo
 defaults:
   timeout: 900                      # seconds an export may run
   targets: [ml_c5]                  # TargetDevice names, or {{platform: {{os, arch, accelerator}}}}
+  # CreateCompilationJob settings. Without role_arn and s3_prefix (set both or neither),
+  # `package` builds everything but the compilation requests, and says so.
   # compile:
   #   role_arn: arn:aws:iam::123456789012:role/NeoCompile
   #   s3_prefix: s3://my-bucket/neo

@@ -66,7 +66,12 @@ import os
 def export(output_dir, inputs):
     os.symlink("/etc/hostname", output_dir / "model.json")
 """,
-    "models/no-function/export.py": "def export(output_dir, inputs):\n    pass\n",
+    # A module-level __getattr__ hides the typo from validate's static check: the export's
+    # own lookup must still say what is missing.
+    "models/no-function/export.py": (
+        "def export(output_dir, inputs):\n    pass\n\n\n"
+        "def __getattr__(name):\n    raise AttributeError(name)\n"
+    ),
     "models/bad-req/export.py": "def export(output_dir, inputs):\n    pass\n",
 }
 
@@ -272,7 +277,10 @@ def test_build_dir_holding_sources_is_refused_and_sources_survive(tmp_path: Path
     )
     result = neobuild("package", "--all", cwd=repo)
     assert result.returncode == 2
-    assert "build_dir models contains models/x/export.py" in result.stderr
+    assert (
+        "neo.yaml:9:13: models.x.export: models/x/export.py is inside build_dir models, "
+        "which neobuild replaces"
+    ) in result.stderr
     assert (repo / "models/x/export.py").read_text() == GOOD_XGB
 
 
@@ -290,20 +298,22 @@ def test_a_directory_neobuild_did_not_write_is_never_replaced(tmp_path: Path) ->
     assert (repo / "build/neo/x/notes.txt").read_text() == "mine"
 
 
-def test_missing_role_arn_fails_before_the_export_runs(tmp_path: Path) -> None:
+def test_half_set_compile_settings_fail_before_the_export_runs(tmp_path: Path) -> None:
     ran = tmp_path / "ran"
+    model = "version: 1\nmodels:\n  x:\n    framework: xgboost\n    export: src/export.py:export\n"
     repo = _repo(
         tmp_path,
-        "version: 1\nmodels:\n  x:\n    framework: xgboost\n    export: src/export.py:export\n"
-        "    targets: [ml_c5]\n",
+        model + "    targets: [ml_c5]\n    compile: {s3_prefix: 's3://bucket/neo'}\n",
         {
             "src/export.py": f"def export(output_dir, inputs):\n    open({str(ran)!r}, 'w').close()\n"
         },
     )
     result = neobuild("package", "--all", cwd=repo)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "compile.role_arn is not set" in result.stderr
     assert not ran.exists()
+    # Without any compile settings, --allow-incomplete writes placeholder requests.
+    (repo / "neo.yaml").write_text(model + "    targets: [ml_c5]\n")
     incomplete = neobuild("package", "--all", "--allow-incomplete", cwd=repo)
     assert incomplete.returncode == 1  # the export above writes no model file
     assert ran.exists()

@@ -20,6 +20,9 @@ def repo(tmp_path: Path) -> Path:
     for rel in ("m/export.py", "pkg/export.py"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("def export(output_dir, inputs):\n    pass\n")
+    # everything.yaml exports `pkg.export:bert`: validate parses the module for it
+    with (tmp_path / "pkg" / "export.py").open("a") as handle:
+        handle.write("\n\ndef bert(output_dir, inputs):\n    pass\n")
     (tmp_path / "m" / "requirements.txt").write_text("numpy\n")
     (tmp_path / "tpl").mkdir()
     return tmp_path
