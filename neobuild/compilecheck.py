@@ -309,13 +309,23 @@ def _check_in(
                 ops=ops,
                 timings=timings,
             )
+        if kind == "error" and out.get("stage") == "setup":
+            why = _why(out, process, timeout, memory_mb)
+            limit_note = f" (under the {memory_mb} MiB address-space limit)" if memory_mb else ""
+            return CheckResult(
+                name,
+                NOT_CHECKED,
+                f"the compiler could not start{limit_note}: {why}",
+                timings=timings,
+            )
         if kind == "error":
+            verb = "run" if out.get("stage") == "run" else "compile"
             first = next((line for line in message.splitlines() if line.strip()), message)
             return CheckResult(
                 name,
                 UNSUPPORTED,
-                f"TVM could not compile it ({out.get('error')}: {first.strip()[:300]}); "
-                + NEO_DIFFERS,
+                f"{_compiler_name(source)} could not {verb} it "
+                f"({out.get('error')}: {first.strip()[:300]}); " + NEO_DIFFERS,
                 timings=timings,
             )
         return CheckResult(
@@ -340,6 +350,10 @@ def _check_in(
         where=worst[2],
         timings=timings,
     )
+
+
+def _compiler_name(source: str) -> str:
+    return "Treelite/TL2cgen" if source == "xgboost" else "TVM"
 
 
 def _arr_index(key: str) -> int:

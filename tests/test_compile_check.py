@@ -11,6 +11,7 @@ torch, onnxruntime, TensorFlow, ai-edge-litert and xgboost, and the ``tvm`` extr
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -246,15 +247,35 @@ def test_check_refuses_a_model_never_packed(checked: tuple[Path, dict[str, Any],
     assert "not packed yet" in result.stderr
 
 
+def test_memory_limit_is_applied_and_reported(
+    checked: tuple[Path, dict[str, Any], str], tmp_path: Path
+) -> None:
+    """Under a 400 MiB address-space limit TVM cannot even load: not-checked, saying so."""
+    repo, _data, _ = checked
+    ryaml = YAML(typ="safe")
+    spec = ryaml.load(repo / "neo.yaml")["models"]["onnx-mlp"]
+    model = _model("onnx", inputs=spec["inputs"])
+    result = compilecheck.check_model(
+        model,
+        export_dir=repo / "build" / "neo" / "onnx-mlp" / "export",
+        python=Path(sys.executable),
+        log_path=tmp_path / "log",
+        memory_mb=400,
+    )
+    assert result.status == "not-checked", result
+    assert "400 MiB address-space limit" in result.detail
+
+
 # --------------------------------------------------------------------------- pure parts
 
 
-def _model(framework: str) -> Model:
+def _model(framework: str, inputs: dict[str, list[int]] | None = None) -> Model:
+    shapes = inputs or {"input": [1, 3, 8, 8]}
     return Model(
         name="m",
         framework=framework,
         export=ExportRef(function="export", path="x.py"),
-        inputs=Inputs("dict", (InputSpec("input", (1, 3, 8, 8)),)),
+        inputs=Inputs("dict", tuple(InputSpec(k, tuple(v)) for k, v in shapes.items())),
         targets=(Target(device="ml_c5"),),
     )
 

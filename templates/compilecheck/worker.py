@@ -34,6 +34,11 @@ def _write(work, data):
     os.replace(tmp, path)
 
 
+#: The phase a failure happened in: "setup" (imports, reading inputs) is the machine's
+#: problem, "convert"/"compile"/"run" are the compiler's.
+STAGE = ["setup"]
+
+
 class Missing(Exception):
     """A package this step needs is not importable here."""
 
@@ -105,7 +110,7 @@ def reference(config, work):
             "tensor(int32)": "int32",
             "tensor(bool)": "bool",
         }
-        for name, shape in zip(names, shapes):
+        for name, shape in zip(names, shapes, strict=True):
             inputs[name] = _random(np, shape, kinds.get(types.get(name, ""), "float32"), rng)
         fed = {k: v for k, v in inputs.items() if k in types}
         outputs = session.run(None, fed)
@@ -124,12 +129,12 @@ def reference(config, work):
         details = interpreter.get_input_details()
         by_name = {d["name"]: d for d in details}
         order = names if all(n in by_name for n in names) else [d["name"] for d in details]
-        for name, shape in zip(order, shapes):
+        for name, shape in zip(order, shapes, strict=False):
             detail = by_name[name]
             if tuple(detail["shape"]) != shape:
                 interpreter.resize_tensor_input(detail["index"], shape)
         interpreter.allocate_tensors()
-        for name, shape in zip(order, shapes):
+        for name, shape in zip(order, shapes, strict=False):
             array = _random(np, shape, by_name[name]["dtype"], rng)
             inputs[name] = array
             interpreter.set_tensor(by_name[name]["index"], array)
@@ -141,7 +146,7 @@ def reference(config, work):
         path = _one(model_dir, (".pt", ".pth"))
         module = torch.jit.load(path, map_location="cpu").eval()
         tensors = []
-        for name, shape in zip(names, shapes):
+        for name, shape in zip(names, shapes, strict=True):
             inputs[name] = _random(np, shape, "float32", rng)
             tensors.append(torch.from_numpy(inputs[name]))
         with torch.no_grad():
@@ -254,6 +259,7 @@ def _compile_tvm(np, config, work, inputs, order, timings):
         with open(config["model_path"], "rb") as stream:
             buf = stream.read()
         model = tflite.Model.GetRootAsModel(buf, 0)
+        STAGE[0] = "convert"
         mod = from_tflite(
             model,
             shape_dict={k: list(inputs[k].shape) for k in order},
@@ -267,6 +273,7 @@ def _compile_tvm(np, config, work, inputs, order, timings):
         graph_inputs = [i.name for i in model.graph.input]
         initializers = {i.name for i in model.graph.initializer}
         order = [n for n in graph_inputs if n not in initializers and n in inputs]
+        STAGE[0] = "convert"
         mod = from_onnx(
             model,
             shape_dict={k: list(inputs[k].shape) for k in order},
@@ -274,10 +281,12 @@ def _compile_tvm(np, config, work, inputs, order, timings):
         )
     timings["import"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
+    STAGE[0] = "compile"
     mod = relax.transform.DecomposeOpsForInference()(mod)
     executable = tvm.compile(mod, target="llvm")
     timings["compile"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
+    STAGE[0] = "run"
     vm = relax.VirtualMachine(executable, tvm.cpu())
     args = [tvm.runtime.tensor(inputs[k]) for k in order]
     result = vm["main"](*args)
@@ -305,13 +314,16 @@ def _compile_xgboost(np, config, work, inputs, timings):
     format_choice = "json" if suffix == ".json" else "ubjson" if suffix == ".ubj" else "use_suffix"
     if format_choice == "use_suffix":
         format_choice = _sniff_xgboost(path)
+    STAGE[0] = "convert"
     model = treelite.frontend.load_xgboost_model(path, format_choice=format_choice)
     timings["import"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
+    STAGE[0] = "compile"
     libpath = os.path.join(work, "predictor.so")
     tl2cgen.export_lib(model, toolchain="gcc", libpath=libpath, params={"parallel_comp": 8})
     timings["compile"] = round(time.monotonic() - started, 3)
     started = time.monotonic()
+    STAGE[0] = "run"
     predictor = tl2cgen.Predictor(libpath, nthread=1)
     raw = predictor.predict(tl2cgen.DMatrix(inputs["data"]))
     timings["run"] = round(time.monotonic() - started, 3)
@@ -358,6 +370,7 @@ def main(argv):
                 "ok": False,
                 "kind": kind,
                 "error": name,
+                "stage": STAGE[0],
                 "message": str(exc),
                 "ops": ops,
                 "traceback": traceback.format_exc(limit=20),
