@@ -319,3 +319,90 @@ def test_parse_ops_reads_tvms_message() -> None:
     message = "The following operators are not supported for frontend ONNX: STFT, Det, LSTM"
     assert compilecheck.parse_ops(message) == ("Det", "LSTM", "STFT")
     assert compilecheck.parse_ops("something else") == ()
+
+
+# --------------------------------------------------------------------------- CLI layer
+
+
+@pytest.fixture
+def cli_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from neobuild import api
+
+    path = tmp_path / "neo.yaml"
+    path.write_text("version: 1\nmodels: {}\n")
+    monkeypatch.setattr(api, "locate_manifest", lambda **kw: path)
+    return path
+
+
+def test_package_compile_check_options_become_api_keywords(
+    cli_manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from neobuild import api, cli
+    from neobuild.build import BuildReport, ModelReport
+
+    seen: list[dict[str, Any]] = []
+
+    def fake_package(**kwargs: Any) -> BuildReport:
+        seen.append(kwargs)
+        return BuildReport(manifest=cli_manifest, models=[ModelReport("a", "built")], duration=0)
+
+    monkeypatch.setattr(api, "package", fake_package)
+    runner = CliRunner()
+    assert runner.invoke(cli.app, ["package", "a", "--compile-check", "--strict"]).exit_code == 0
+    assert runner.invoke(cli.app, ["package", "a", "--no-compile-check"]).exit_code == 0
+    assert runner.invoke(cli.app, ["package", "a"]).exit_code == 0
+    assert [(k["compile_check"], k["strict"]) for k in seen] == [
+        (True, True),
+        (False, False),
+        (None, False),  # None: each model's `compile_check` key decides
+    ]
+
+
+def test_check_command_options_become_api_keywords(
+    cli_manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from neobuild import api, cli
+
+    seen: dict[str, Any] = {}
+    failed = compilecheck.CheckResult("b", "mismatch", "max abs diff 0.5")
+
+    def fake_check(**kwargs: Any) -> compilecheck.CheckReport:
+        seen.update(kwargs)
+        return compilecheck.CheckReport(results=(failed,), strict=kwargs["strict"])
+
+    monkeypatch.setattr(api, "check", fake_check)
+    result = CliRunner().invoke(cli.app, ["check", "b", "--strict", "--json"])
+    assert result.exit_code == 1
+    assert (seen["patterns"], seen["all_models"], seen["strict"]) == (["b"], False, True)
+    assert json.loads(result.stdout)["models"][0]["status"] == "mismatch"
+    result = CliRunner().invoke(cli.app, ["check", "--all"])
+    assert result.exit_code == 0  # without --strict a mismatch is reported, not failed
+    assert "b: mismatch: max abs diff 0.5" in result.stderr
+
+
+def test_manifest_key_from_defaults_and_its_validation(tmp_path: Path) -> None:
+    from neobuild import manifest as manifest_mod
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "export.py").write_text("def export(output_dir, inputs=None): pass\n")
+    body = textwrap.dedent(
+        """\
+        version: 1
+        defaults:
+          compile_check: true
+        models:
+          a: {framework: xgboost, export: "m/export.py:export", targets: [ml_c5]}
+          b: {framework: xgboost, export: "m/export.py:export", targets: [ml_c5], compile_check: false}
+        """
+    )
+    (tmp_path / "neo.yaml").write_text(body)
+    loaded, problems = manifest_mod.check(tmp_path / "neo.yaml")
+    assert loaded is not None, problems
+    assert (loaded.models["a"].compile_check, loaded.models["b"].compile_check) == (True, False)
+    (tmp_path / "neo.yaml").write_text(body.replace("compile_check: true", "compile_check: yes"))
+    loaded, problems = manifest_mod.check(tmp_path / "neo.yaml")
+    assert any("compile_check" in p.render() and p.severity == "error" for p in problems), problems
