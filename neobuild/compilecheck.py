@@ -38,7 +38,7 @@ from typing import Any
 
 from neobuild import runner
 from neobuild.errors import NeobuildError, UsageError
-from neobuild.model import Model
+from neobuild.model import Manifest, Model
 from neobuild.render import builtin_templates_dir
 
 __all__ = [
@@ -561,13 +561,22 @@ def check_packed(
     Raises:
         UsageError: no model named, a model never packed, or the extra missing.
     """
-    from dataclasses import replace
-
-    from neobuild import build, envs, lockfile
+    from neobuild import build
 
     started = time.monotonic()
     manifest = build.load_manifest(manifest_path)
     models = build._select(manifest, patterns, all_models, None, require=True, command="check")
+    # The build lock: a concurrent `package` must not swap an export out under the check.
+    with build.build_lock(manifest.root, wait=False):
+        results = _check_packed(manifest, models, on_result)
+    return CheckReport(results=tuple(results), strict=strict, duration=time.monotonic() - started)
+
+
+def _check_packed(manifest: Manifest, models: Sequence[Model], on_result: Any) -> list[CheckResult]:
+    from dataclasses import replace
+
+    from neobuild import build, envs, lockfile
+
     lock_path = manifest.root / lockfile.LOCK_NAME
     lock = lockfile.read_lock(lock_path)
     never = [
@@ -602,4 +611,4 @@ def check_packed(
         }
 
     lockfile.modify_lock(lock_path, change)
-    return CheckReport(results=tuple(results), strict=strict, duration=time.monotonic() - started)
+    return results

@@ -204,14 +204,25 @@ def test_check_command_on_packed_models(checked: tuple[Path, dict[str, Any], str
 
 def test_strict_fails_the_build(checked: tuple[Path, dict[str, Any], str]) -> None:
     repo, _data, _ = checked
+    junit = repo / "strict.xml"
     result = neobuild(
-        "package", "onnx-det", "--force", "--compile-check", "--strict", "--json", cwd=repo
+        "package",
+        "onnx-det",
+        "--force",
+        "--compile-check",
+        "--strict",
+        "--json",
+        "--junit",
+        str(junit),
+        cwd=repo,
     )
     assert result.returncode == 1, result.stderr
     (model,) = report(result)["models"]
     assert model["status"] == "failed"
     assert "compile check unsupported" in model["message"]
     assert "Det" in model["message"]
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    assert cases["onnx-det [compile check]"].find("failure") is not None
 
 
 def test_without_the_extra_it_is_a_usage_error(
