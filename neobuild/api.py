@@ -19,6 +19,7 @@ from neobuild.errors import Problem
 if TYPE_CHECKING:
     from neobuild.build import BuildReport, PlanOutput
     from neobuild.compile import CompileResult
+    from neobuild.compilecheck import CheckReport
     from neobuild.verify import VerifyReport
 
 
@@ -151,6 +152,8 @@ def package(
     wait: bool = False,
     junit: Path | None = None,
     out: Output | None = None,
+    compile_check: bool | None = None,
+    strict: bool = False,
 ) -> BuildReport:
     """Build every selected stale model; see :func:`neobuild.build.build`."""
     from neobuild import build
@@ -169,6 +172,29 @@ def package(
         wait=wait,
         junit=junit,
         out=out or Output(),
+        compile_check=compile_check,
+        strict=strict,
+    )
+
+
+def check(
+    *,
+    manifest_path: Path,
+    patterns: Sequence[str] = (),
+    all_models: bool = False,
+    strict: bool = False,
+    out: Output | None = None,
+) -> CheckReport:
+    """Compile packed models locally with TVM/Treelite; see :mod:`neobuild.compilecheck`."""
+    from neobuild import compilecheck
+
+    output = out or Output()
+    return compilecheck.check_packed(
+        manifest_path=manifest_path,
+        patterns=patterns,
+        all_models=all_models,
+        strict=strict,
+        on_result=lambda r: output.detail(f"{r.model}: {r.summary()}"),
     )
 
 

@@ -68,6 +68,8 @@ class ModelReport:
     targets: list[tuple[str, str, str]] = field(default_factory=list)  # (key, status, message)
     smoke: str | None = None
     warnings: list[str] = field(default_factory=list)
+    compile_check: str | None = None  # ``status: detail`` of the local compile check
+    compile_check_result: dict[str, Any] | None = None  # its figures, for --json
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class ModelReport:
             "targets": [{"target": k, "status": s, "message": m} for k, s, m in self.targets],
             "smoke": self.smoke,
             "warnings": self.warnings,
+            "compile_check": self.compile_check_result,
         }
 
 
@@ -196,6 +199,12 @@ class BuildOptions:
     smoke: bool | None = None
     allow_incomplete: bool = False
     stream: bool = False
+    compile_check: bool | None = None
+    strict: bool = False  # an unsupported or mismatched compile check fails the model
+
+
+def compile_check_wanted(options: BuildOptions, model: Model) -> bool:
+    return options.compile_check if options.compile_check is not None else model.compile_check
 
 
 def model_dir(manifest: Manifest, model: Model) -> Path:
@@ -316,8 +325,9 @@ def build_model(
     report = ModelReport(name=model.name, status="failed", log_path=final / "export.log")
     try:
         smoke_wanted = options.smoke if options.smoke is not None else model.smoke
+        check_wanted = compile_check_wanted(options, model)
         python: Path | None = None
-        if reuse is None or smoke_wanted:
+        if reuse is None or smoke_wanted or check_wanted:
             python = envs.export_python(
                 model, root=manifest.root, log_path=log_path, stream=options.stream
             )
@@ -376,6 +386,23 @@ def build_model(
                 rendered=rendered,
             )
 
+        check = None
+        if check_wanted:
+            from neobuild import compilecheck
+
+            assert python is not None
+            check = compilecheck.check_model(
+                model, export_dir=export_dir, python=python, log_path=log_path
+            )
+            report.compile_check = check.summary()
+            report.compile_check_result = check.to_json()
+            if options.strict and check.failed:
+                raise compilecheck.CompileCheckError(
+                    f"model {model.name}: compile check {check.summary()}",
+                    compile_check=check.summary(),
+                    hint="the check is a hint, not Neo's verdict; drop --strict to build anyway",
+                )
+
         # Hashed while packing: multi-GB weights are read once.
         files = {
             rel: FileRecord(size=archive.file_sizes[rel], sha256=archive.file_hashes[rel])
@@ -409,6 +436,7 @@ def build_model(
             jobs={},
             git_commit=git_state[0],
             git_dirty=git_state[1],
+            compile_check=check.summary() if check is not None else None,
         )
         if cancel is not None and cancel.is_set():
             raise Interrupted(f"model {model.name}: interrupted; its outputs were not kept")
@@ -460,7 +488,16 @@ def _sources_touched(manifest: Manifest, model: Model, before: Any) -> list[str]
 
 # Manifest fields that shape only the rendered files and requests, never the export.
 RENDER_ONLY_FIELDS = frozenset(
-    {"compile", "targets", "compiler_options", "tags", "timeout", "templates_dir", "smoke"}
+    {
+        "compile",
+        "targets",
+        "compiler_options",
+        "tags",
+        "timeout",
+        "templates_dir",
+        "smoke",
+        "compile_check",
+    }
 )
 
 
@@ -678,6 +715,8 @@ def build(
     wait: bool = False,
     junit: Path | None = None,
     out: Output,
+    compile_check: bool | None = None,
+    strict: bool = False,
 ) -> BuildReport:
     """Build the selected models that are stale (all of them with ``force``)."""
     from neobuild import lockfile
@@ -692,7 +731,12 @@ def build(
         _check_writable(junit)
     build_cache = _open_cache(manifest, out)
     options = BuildOptions(
-        force=force, smoke=smoke, allow_incomplete=allow_incomplete, stream=out.verbosity > 0
+        force=force,
+        smoke=smoke,
+        allow_incomplete=allow_incomplete,
+        stream=out.verbosity > 0,
+        compile_check=compile_check,
+        strict=strict,
     )
     lock_path = manifest.root / lockfile.LOCK_NAME
     reports: dict[str, ModelReport] = {}
@@ -704,6 +748,13 @@ def build(
         lock = lockfile.read_lock(lock_path)
         the_plan = _plan(manifest, models, lock, since=since)
         stale = [m for m in models if force or the_plan.is_stale(m.name)]
+        if any(compile_check_wanted(options, m) for m in stale):
+            from neobuild import compilecheck
+
+            # Before any export: a missing extra is a usage error, not N failed models.
+            compilecheck.require_extra(
+                m.framework for m in stale if compile_check_wanted(options, m)
+            )
         for m in models:
             if m not in stale:
                 reports[m.name] = ModelReport(name=m.name, status="fresh", message="up to date")
@@ -753,6 +804,7 @@ def build(
                 log = model_dir(manifest, model) / "export.log"
                 return ModelReport(
                     name=model.name,
+                    compile_check=getattr(exc, "compile_check", None),
                     status="interrupted" if isinstance(exc, Interrupted) else "failed",
                     duration=time.monotonic() - t0,
                     message=clean_text(_error_text(exc)),
@@ -988,6 +1040,11 @@ def _error_text(exc: NeobuildError) -> str:
 
 
 def _print_summary(report: BuildReport, out: Output) -> None:
+    for m in report.models:
+        if m.compile_check:
+            line = f"{m.name}: compile check {m.compile_check}"
+            passed = m.compile_check.startswith(("passed", "not-checked"))
+            (out.info if passed else out.warn)(line)
     failures = [m for m in report.models if m.status == "failed"]
     if failures:
         out.error("failed: " + ", ".join(m.name for m in failures))

@@ -273,6 +273,17 @@ def package(
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write a JUnit XML report.", metavar="FILE")
     ] = None,
+    compile_check: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile-check/--no-compile-check",
+            help="Compile each export locally with TVM/Treelite and compare (needs neobuild[tvm]).",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Fail a model whose compile check is unsupported/mismatch."),
+    ] = False,
 ) -> None:
     """Export what is stale, check it, package it, render scripts and requests, update neo.lock."""
 
@@ -291,10 +302,41 @@ def package(
             wait=wait,
             junit=junit,
             out=g.out,
+            compile_check=compile_check,
+            strict=strict,
         )
         if json_:
             print_json(report.to_json())
         return EXIT_OK if report.ok else EXIT_FAILED
+
+    _run(ctx, body)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    models: ModelsArg = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every model of the manifest.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 when a model is unsupported or mismatched.")
+    ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+) -> None:
+    """Compile packed models locally with TVM/Treelite and compare (a hint, not Neo's verdict)."""
+
+    def body(g: Globals) -> int:
+        result = api.check(
+            manifest_path=g.manifest_path(),
+            patterns=models or [],
+            all_models=all_,
+            strict=strict,
+            out=g.out,
+        )
+        if json_:
+            print_json(result.to_json())
+        else:
+            g.out.info(result.render())
+        return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
 

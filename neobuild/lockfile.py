@@ -115,6 +115,7 @@ ENTRY_SCHEMA: dict[str, Any] = {
         },
     },
     "smoke": _OPT_STR,
+    "compile_check": _OPT_STR,
     "fingerprint_parts": _STR_MAP,
     "jobs": {
         "type": "dict",
@@ -293,6 +294,7 @@ class LockEntry:
     jobs: dict[str, JobRecord]
     git_commit: str | None
     git_dirty: bool | None
+    compile_check: str | None = None  # the local compile check's result; absent when not run
 
     def to_json(self) -> dict[str, Any]:
         """The entry as plain JSON data (the same shape as in ``neo.lock``)."""
@@ -347,6 +349,8 @@ def _entry_to_data(entry: LockEntry) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for f in fields(entry):
         value = getattr(entry, f.name)
+        if f.name == "compile_check" and value is None:
+            continue  # written only when the check ran: older locks stay byte-identical
         if isinstance(value, FileRecord):
             value = _record_data(value)
         elif isinstance(value, dict):
@@ -384,6 +388,7 @@ def _entry_from_data(data: Mapping[str, Any]) -> LockEntry:
             for k, v in data.get("requests", {}).items()
         },
         smoke=_opt(data.get("smoke")),
+        compile_check=_opt(data.get("compile_check")),
         fingerprint_parts={str(k): str(v) for k, v in data.get("fingerprint_parts", {}).items()},
         jobs={
             str(k): JobRecord(

@@ -944,6 +944,7 @@ class _Validator:
             compile=compile_settings,
             templates_dir=templates_dir,
             smoke=m.get("smoke") is True,
+            compile_check=m.get("compile_check") is True,
             position=Position(src.doc.path, line, col),
         )
 
@@ -1931,5 +1932,6 @@ def _decode_model(m: Mapping[str, Any], files: _Files) -> Model:
         ),
         templates_dir=m["templates_dir"],
         smoke=m["smoke"],
+        compile_check=m.get("compile_check", False),
         position=_decode_position(m["position"], files),
     )

@@ -184,6 +184,7 @@ class Model:
     compile: CompileSettings = field(default_factory=CompileSettings)
     templates_dir: str | None = None  # repo-relative; overrides templates by name
     smoke: bool = False
+    compile_check: bool = False  # compile locally with TVM/Treelite (docs/compile-check.md)
     position: Position | None = field(default=None, compare=False)
 
     @property

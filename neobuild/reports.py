@@ -54,6 +54,7 @@ class ModelResult:
     targets: list[tuple[str, str, str]] = field(default_factory=list)
     hint: str | None = None
     smoke: str | None = None
+    compile_check: str | None = None  # ``status: detail`` of the local compile check
 
 
 class ModelOutcome(Protocol):
@@ -188,6 +189,27 @@ def _cases(outcomes: Sequence[ModelOutcome]) -> list[_Case]:
                     status=sstatus,
                     message=_first_line(smoke),
                     details=smoke if sstatus != "passed" else "",
+                )
+            )
+        check = getattr(model, "compile_check", None)
+        if check:
+            # A hint, not a failure of the build: unsupported/mismatch fail this testcase
+            # only when --strict failed the model for it; otherwise they show as skipped.
+            cstatus = (
+                "passed"
+                if check.startswith("passed")
+                else "failed"
+                if model.status == "failed" and not check.startswith("not-checked")
+                else "skipped"
+            )
+            cases.append(
+                _Case(
+                    classname=f"neobuild.package.{model.name}",
+                    name=f"{model.name} [compile check]",
+                    status=cstatus,
+                    message=_first_line(check),
+                    details=check if cstatus == "failed" else "",
+                    out=check if cstatus != "failed" else "",
                 )
             )
     return cases

@@ -200,6 +200,13 @@ MODEL_FIELDS: Schema = {
         "type": "boolean",
         "meta": {"description": "run the rendered handler on the export (default false)"},
     },
+    "compile_check": {
+        "type": "boolean",
+        "meta": {
+            "description": "compile the export locally with TVM/Treelite and compare its "
+            "outputs (a hint, not Neo's verdict; needs neobuild[tvm]; default false)"
+        },
+    },
 }
 
 

@@ -1,0 +1,614 @@
+"""The local compile check: compile a packed model with open-source TVM (or Treelite) and compare.
+
+SageMaker Neo is built on the TVM compiler. Before a compilation job spends minutes
+failing on an operator its compiler cannot handle, neobuild can compile the exported
+model for the host CPU with Apache TVM (``target="llvm"``), run it on a seeded random
+input of the declared shapes, and compare its outputs with the framework's own runtime
+on the same input. XGBoost models are compiled with Treelite + TL2cgen instead.
+
+It is a hint, not Neo's verdict: Neo runs its own (older, patched) TVM with its own
+frontends, so a model that passes here may still fail there, and the reverse. It says
+nothing about speed (untuned TVM code is much slower than the framework's runtime).
+
+Two processes per model, both started through :func:`neobuild.runner.run_process` and
+driven by the stdlib-only script ``templates/compilecheck/worker.py``:
+
+* ``reference``, in the model's export environment (where its framework is): the input,
+  the framework's outputs, and for PyTorch the ONNX conversion
+  (``torch.onnx.export(..., dynamo=False)``);
+* ``compile``, in neobuild's own interpreter (the ``neobuild[tvm]`` extra), under a
+  timeout and an address-space limit (``RLIMIT_AS``): the compiled model's outputs.
+
+See docs/compile-check.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neobuild import runner
+from neobuild.errors import NeobuildError, UsageError
+from neobuild.model import Manifest, Model
+from neobuild.render import builtin_templates_dir
+
+__all__ = [
+    "ATOL",
+    "MEMORY_MB",
+    "RTOL",
+    "TIMEOUT",
+    "CheckResult",
+    "CompileCheckError",
+    "check_model",
+    "compare",
+    "require_extra",
+]
+
+PASSED = "passed"
+UNSUPPORTED = "unsupported"
+MISMATCH = "mismatch"
+NOT_CHECKED = "not-checked"
+STATUSES = (PASSED, UNSUPPORTED, MISMATCH, NOT_CHECKED)
+
+#: Floating outputs match when ``|compiled - reference| <= ATOL + RTOL * |reference|``
+#: everywhere (numpy's ``allclose``); integer and boolean outputs must be equal.
+RTOL = 1e-4
+ATOL = 1e-4
+#: Seconds each of the two steps may take (the model's ``timeout`` when larger).
+TIMEOUT = 600.0
+#: The compile step's address-space limit (``RLIMIT_AS``), in MiB; LLVM works under it.
+MEMORY_MB = 4096
+#: Rows of the random input of an XGBoost model.
+XGBOOST_ROWS = 64
+SEED = 0
+
+EXTRA_HINT = "install the extra: pip install 'neobuild[tvm]' (apache-tvm, treelite, tl2cgen)"
+NEO_DIFFERS = (
+    "a hint, not Neo's verdict: Neo's compiler differs from open-source TVM and may "
+    "accept or refuse these"
+)
+
+#: Frameworks with no reliable local path into TVM: why, per framework.
+NOT_CHECKED_WHY: Mapping[str, str] = {
+    "keras": "TVM has no Keras frontend (Relax: ONNX, TFLite and PyTorch FX only)",
+    "tensorflow": "TVM has no TensorFlow frontend (Relax: ONNX, TFLite and PyTorch FX only)",
+    "mxnet": "TVM has no MXNet frontend since Relay was removed",
+    "darknet": "TVM has no Darknet frontend since Relay was removed",
+}
+#: What the compile step compiles, per framework.
+_SOURCE = {"onnx": "onnx", "pytorch": "onnx", "tflite": "tflite", "xgboost": "xgboost"}
+
+_OPS_RE = re.compile(r"operators are not supported for frontend \w+:\s*(.+)", re.S)
+
+
+class CompileCheckError(NeobuildError):
+    """``--strict``: a model's compile check found an unsupported operator or a mismatch."""
+
+    def __init__(self, message: str, *, compile_check: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.compile_check = compile_check  # the result, kept on the failed model's report
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one model's compile check.
+
+    Attributes:
+        model: the model's name.
+        status: ``passed``, ``unsupported``, ``mismatch`` or ``not-checked``.
+        detail: one line: the operators, the difference and where, or why not checked.
+        compiler: what compiled it (``apache-tvm 0.27.0.post1``), when something did.
+        ops: the operators TVM's frontend refused (``unsupported``).
+        max_abs: the largest absolute difference over all outputs (when compared).
+        max_rel: the largest relative difference (``|a - b| / |reference|``, reference ≠ 0).
+        where: the worst element: ``output 0 [0, 3]``.
+        seconds: wall time of the whole check; ``timings``: its steps.
+    """
+
+    model: str
+    status: str
+    detail: str = ""
+    compiler: str | None = None
+    ops: tuple[str, ...] = ()
+    max_abs: float | None = None
+    max_rel: float | None = None
+    where: str | None = None
+    seconds: float = 0.0
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """True for the results ``--strict`` fails the build on."""
+        return self.status in (UNSUPPORTED, MISMATCH)
+
+    def summary(self) -> str:
+        """``status: detail``, the value recorded in neo.lock and shown in reports."""
+        return f"{self.status}: {self.detail}" if self.detail else self.status
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "detail": self.detail,
+            "compiler": self.compiler,
+            "ops": list(self.ops),
+            "max_abs": self.max_abs,
+            "max_rel": self.max_rel,
+            "where": self.where,
+            "rtol": RTOL,
+            "atol": ATOL,
+            "seconds": round(self.seconds, 3),
+            "timings": dict(self.timings),
+        }
+
+
+def worker_path() -> Path:
+    """The worker script (shipped with the templates, run by path)."""
+    return builtin_templates_dir() / "compilecheck" / "worker.py"
+
+
+# --------------------------------------------------------------------------- the extra
+
+
+def require_extra(frameworks: Iterable[str], *, timeout: float = 120.0) -> None:
+    """Fail early, as a usage error, when the ``tvm`` extra is not importable.
+
+    Imports what the selected frameworks' compile step needs in a subprocess of
+    neobuild's own interpreter (importing TVM here would cost seconds and memory).
+
+    Raises:
+        UsageError: something is missing; the message names it and ``neobuild[tvm]``.
+    """
+    wanted = sorted({f for f in frameworks if f in _SOURCE})
+    if not wanted:
+        return
+    with tempfile.TemporaryDirectory(prefix="neobuild-compilecheck-probe-") as tmp:
+        work = Path(tmp)
+        outcome, process = _run_worker(
+            "probe",
+            {"frameworks": wanted},
+            work=work,
+            python=Path(sys.executable),
+            env=_own_env(),
+            timeout=timeout,
+            log_path=work / "probe.log",
+        )
+        if outcome.get("ok") is True:
+            return
+        why = str(outcome.get("message") or process.tail or "the import probe failed").strip()
+    raise UsageError(
+        f"--compile-check needs the neobuild[tvm] extra, which is not usable here: {why}",
+        hint=EXTRA_HINT,
+    )
+
+
+# --------------------------------------------------------------------------- one model
+
+
+def check_model(
+    model: Model,
+    *,
+    export_dir: Path,
+    python: Path,
+    log_path: Path,
+    timeout: float | None = None,
+    memory_mb: int | None = MEMORY_MB,
+) -> CheckResult:
+    """Compile one exported model locally and compare it with its framework's output.
+
+    Never raises for what it finds: an unsupported operator, a mismatch, a missing
+    package or a timeout are results. Call :func:`require_extra` first.
+
+    Args:
+        model: the model.
+        export_dir: its export directory (the files that go into the archive).
+        python: the export environment's interpreter (the reference runs there).
+        log_path: where both steps' output is appended.
+        timeout: seconds per step (default: the larger of :data:`TIMEOUT` and the
+            model's ``timeout``).
+        memory_mb: the compile step's address-space limit, or None for none.
+    """
+    started = time.monotonic()
+    if model.framework in NOT_CHECKED_WHY:
+        return CheckResult(model.name, NOT_CHECKED, NOT_CHECKED_WHY[model.framework])
+    if model.framework not in _SOURCE:
+        return CheckResult(model.name, NOT_CHECKED, f"no local compiler for {model.framework}")
+    limit = timeout if timeout is not None else max(TIMEOUT, float(model.timeout or 0))
+    with tempfile.TemporaryDirectory(prefix=f"neobuild-compilecheck-{model.name}-") as tmp:
+        work = Path(tmp)
+        result = _check_in(model, work, export_dir, python, log_path, limit, memory_mb)
+    return _with_time(result, time.monotonic() - started)
+
+
+def _check_in(
+    model: Model,
+    work: Path,
+    export_dir: Path,
+    python: Path,
+    log_path: Path,
+    timeout: float,
+    memory_mb: int | None,
+) -> CheckResult:
+    name = model.name
+    config: dict[str, Any] = {
+        "framework": model.framework,
+        "model_dir": str(export_dir),
+        "names": list(model.inputs.names),
+        "shapes": [list(s) for s in model.inputs.shapes],
+        "seed": SEED,
+        "rows": XGBOOST_ROWS,
+    }
+    export_env = runner.scrubbed_env(model.env_dict)
+    export_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    ref, process = _run_worker(
+        "reference",
+        config,
+        work=work,
+        python=python,
+        env=export_env,
+        timeout=timeout,
+        log_path=log_path,
+    )
+    own = Path(sys.executable)
+    if ref.get("kind") == "missing" and python.resolve() != own.resolve():
+        # The framework's runtime (e.g. onnxruntime) is not in the export environment:
+        # neobuild's own environment may have it.
+        ref, process = _run_worker(
+            "reference",
+            config,
+            work=work,
+            python=own,
+            env=_own_env(),
+            timeout=timeout,
+            log_path=log_path,
+        )
+    if ref.get("ok") is not True:
+        return CheckResult(
+            name, NOT_CHECKED, "the framework's own run failed: " + _why(ref, process, timeout)
+        )
+    timings = {"reference": float(ref.get("seconds", 0.0))}
+    if "convert_seconds" in ref:
+        timings["to_onnx"] = float(ref["convert_seconds"])
+    source = _SOURCE[model.framework]
+    model_path = ref.get("onnx") or ref.get("tflite") or ref.get("xgboost")
+    config.update(
+        source=source,
+        model_path=model_path,
+        input_order=list(ref.get("input_names") or []),
+        memory_mb=memory_mb,
+    )
+    (work / "result.json").unlink(missing_ok=True)
+    out, process = _run_worker(
+        "compile",
+        config,
+        work=work,
+        python=own,
+        env=_own_env(),
+        timeout=timeout,
+        log_path=log_path,
+    )
+    compiler = str(out["compiler"]) if out.get("compiler") else None
+    if out.get("ok") is not True:
+        kind = out.get("kind")
+        message = str(out.get("message") or "")
+        if kind == "unsupported":
+            ops = parse_ops(message)
+            return CheckResult(
+                name,
+                UNSUPPORTED,
+                f"TVM's {source} frontend has no converter for {', '.join(ops) or message}; "
+                + NEO_DIFFERS,
+                ops=ops,
+                timings=timings,
+            )
+        if kind == "error" and out.get("stage") == "setup":
+            why = _why(out, process, timeout, memory_mb)
+            limit_note = f" (under the {memory_mb} MiB address-space limit)" if memory_mb else ""
+            return CheckResult(
+                name,
+                NOT_CHECKED,
+                f"the compiler could not start{limit_note}: {why}",
+                timings=timings,
+            )
+        if kind == "error":
+            verb = "run" if out.get("stage") == "run" else "compile"
+            first = next((line for line in message.splitlines() if line.strip()), message)
+            return CheckResult(
+                name,
+                UNSUPPORTED,
+                f"{_compiler_name(source)} could not {verb} it "
+                f"({out.get('error')}: {first.strip()[:300]}); " + NEO_DIFFERS,
+                timings=timings,
+            )
+        return CheckResult(
+            name, NOT_CHECKED, _why(out, process, timeout, memory_mb), timings=timings
+        )
+    for step, seconds in dict(out.get("timings") or {}).items():
+        timings[str(step)] = float(seconds)
+    timings["compile_process"] = float(out.get("seconds", 0.0))
+    import numpy as np
+
+    with np.load(work / "reference.npz") as r, np.load(work / "compiled.npz") as c:
+        reference = [r[k] for k in sorted(r.files, key=_arr_index)]
+        compiled = [c[k] for k in sorted(c.files, key=_arr_index)]
+    status, detail, worst = compare(reference, compiled)
+    return CheckResult(
+        name,
+        status,
+        detail,
+        compiler=compiler,
+        max_abs=worst[0],
+        max_rel=worst[1],
+        where=worst[2],
+        timings=timings,
+    )
+
+
+def _compiler_name(source: str) -> str:
+    return "Treelite/TL2cgen" if source == "xgboost" else "TVM"
+
+
+def _arr_index(key: str) -> int:
+    return int(key.rsplit("_", 1)[-1])
+
+
+def _with_time(result: CheckResult, seconds: float) -> CheckResult:
+    from dataclasses import replace
+
+    return replace(result, seconds=seconds)
+
+
+def _own_env() -> dict[str, str]:
+    """neobuild's own environment for its own interpreter: its import path included."""
+    env = runner.scrubbed_env()
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return env
+
+
+def _run_worker(
+    step: str,
+    config: dict[str, Any],
+    *,
+    work: Path,
+    python: Path,
+    env: dict[str, str],
+    timeout: float,
+    log_path: Path,
+) -> tuple[dict[str, Any], runner.ProcessResult]:
+    config = {**config, "work": str(work)}
+    config_path = work / f"{step}.json"
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    result_path = work / "result.json"
+    result_path.unlink(missing_ok=True)
+    env = {**env, "PYTHONDONTWRITEBYTECODE": "1", "TVM_FFI_DISABLE_TORCH_C_DLPACK": "1"}
+    process = runner.run_process(
+        [str(python), str(worker_path()), step, str(config_path)],
+        cwd=work,
+        env=env,
+        timeout=timeout,
+        log_path=log_path,
+    )
+    outcome: dict[str, Any] = {}
+    if result_path.is_file():
+        try:
+            loaded = json.loads(result_path.read_text(encoding="utf-8"))
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            outcome = loaded
+    return outcome, process
+
+
+def _why(
+    outcome: Mapping[str, Any],
+    process: runner.ProcessResult,
+    timeout: float,
+    memory_mb: int | None = None,
+) -> str:
+    if process.timed_out:
+        return f"timed out after {timeout:g} s"
+    if outcome.get("kind") == "memory" or (
+        memory_mb and process.signal is None and not outcome and "MemoryError" in process.tail
+    ):
+        return f"ran out of memory under the {memory_mb} MiB limit"
+    if process.signal is not None:
+        return f"killed by {runner.signal_name(process.signal)}"
+    if outcome:
+        message = str(outcome.get("message") or outcome.get("error") or "failed")
+        first = next((line for line in message.splitlines() if line.strip()), message)
+        return first.strip()[:300]
+    tail = process.tail.strip().splitlines()
+    return (tail[-1] if tail else f"exit code {process.returncode}")[:300]
+
+
+def parse_ops(message: str) -> tuple[str, ...]:
+    """The operator names of a ``tvm.error.OpNotImplemented`` message, sorted."""
+    found = _OPS_RE.search(message)
+    if not found:
+        return ()
+    text = found.group(1).strip().splitlines()[0]
+    return tuple(sorted({op.strip() for op in text.split(",") if op.strip()}))
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def compare(
+    reference: Sequence[Any], compiled: Sequence[Any], *, rtol: float = RTOL, atol: float = ATOL
+) -> tuple[str, str, tuple[float | None, float | None, str | None]]:
+    """Compare outputs in order; ``(status, detail, (max_abs, max_rel, where))``.
+
+    Outputs whose sizes agree are compared flat in the reference's shape (TL2cgen adds
+    unit axes that XGBoost leaves out). ``where`` names the worst element: the one
+    furthest outside the tolerance, else the largest absolute difference.
+    """
+    import numpy as np
+
+    if len(reference) != len(compiled):
+        return (
+            MISMATCH,
+            f"{len(compiled)} output(s) from the compiled model, {len(reference)} from the framework",
+            (None, None, None),
+        )
+    max_abs = max_rel = 0.0
+    worst_where: str | None = None
+    worst_excess = -math.inf
+    failed_at: str | None = None
+    for index, (ref_raw, out_raw) in enumerate(zip(reference, compiled, strict=True)):
+        ref = np.asarray(ref_raw)
+        out = np.asarray(out_raw)
+        if ref.size != out.size:
+            return (
+                MISMATCH,
+                f"output {index}: shape {list(out.shape)} from the compiled model, "
+                f"{list(ref.shape)} from the framework",
+                (None, None, f"output {index}"),
+            )
+        out = out.reshape(ref.shape)
+        if ref.size == 0:
+            continue
+        exact = ref.dtype.kind in "biu" and out.dtype.kind in "biu"
+        a = ref.astype(np.float64)
+        b = out.astype(np.float64)
+        diff = np.abs(a - b)
+        diff = np.where(np.isnan(a) & np.isnan(b), 0.0, diff)
+        diff = np.where(np.isnan(diff), np.inf, diff)
+        allowed = np.zeros_like(a) if exact else atol + rtol * np.abs(a)
+        excess = diff - allowed
+        flat = int(np.argmax(excess))
+        position = [int(i) for i in np.unravel_index(flat, ref.shape)]
+        here = f"output {index} {position}"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(a != 0, diff / np.abs(a), 0.0)
+        max_abs = max(max_abs, float(diff.max()))
+        max_rel = max(max_rel, float(rel.max()))
+        if float(excess.flat[flat]) > worst_excess:
+            worst_excess = float(excess.flat[flat])
+            worst_where = here
+        if failed_at is None and float(excess.flat[flat]) > 0:
+            failed_at = here
+    measured = f"max abs diff {max_abs:.3g}, max rel diff {max_rel:.3g}"
+    if failed_at is not None:
+        return (
+            MISMATCH,
+            f"{measured}, worst at {worst_where} (tolerance rtol={rtol:g}, atol={atol:g})",
+            (max_abs, max_rel, worst_where),
+        )
+    return (
+        PASSED,
+        f"{measured} (within rtol={rtol:g}, atol={atol:g})",
+        (max_abs, max_rel, worst_where),
+    )
+
+
+# --------------------------------------------------------------------------- neobuild check
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The outcome of ``neobuild check``: one result per selected model."""
+
+    results: tuple[CheckResult, ...]
+    strict: bool = False
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.strict and any(r.failed for r in self.results))
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    def render(self) -> str:
+        lines = [f"{r.model}: {r.summary()}" for r in self.results]
+        counts = ", ".join(f"{self.count(s)} {s}" for s in STATUSES if self.count(s))
+        lines.append(f"compile check: {counts or 'no models'} in {self.duration:.1f}s")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "strict": self.strict,
+            "duration": round(self.duration, 3),
+            "summary": {s: self.count(s) for s in STATUSES},
+            "models": [{"name": r.model, **r.to_json()} for r in self.results],
+        }
+
+
+def check_packed(
+    *,
+    manifest_path: Path,
+    patterns: Sequence[str] = (),
+    all_models: bool = False,
+    strict: bool = False,
+    on_result: Any = None,
+) -> CheckReport:
+    """``neobuild check``: run the compile check on models already packed.
+
+    Each model's export as kept in ``<build_dir>/<model>/export`` is checked, its output
+    appended to that directory's ``export.log``, and the result recorded in its
+    neo.lock entry.
+
+    Raises:
+        UsageError: no model named, a model never packed, or the extra missing.
+    """
+    from neobuild import build
+
+    started = time.monotonic()
+    manifest = build.load_manifest(manifest_path)
+    models = build._select(manifest, patterns, all_models, None, require=True, command="check")
+    # The build lock: a concurrent `package` must not swap an export out under the check.
+    with build.build_lock(manifest.root, wait=False):
+        results = _check_packed(manifest, models, on_result)
+    return CheckReport(results=tuple(results), strict=strict, duration=time.monotonic() - started)
+
+
+def _check_packed(manifest: Manifest, models: Sequence[Model], on_result: Any) -> list[CheckResult]:
+    from dataclasses import replace
+
+    from neobuild import build, envs, lockfile
+
+    lock_path = manifest.root / lockfile.LOCK_NAME
+    lock = lockfile.read_lock(lock_path)
+    never = [
+        m.name
+        for m in models
+        if m.name not in lock.models or not (build.model_dir(manifest, m) / "export").is_dir()
+    ]
+    if never:
+        raise UsageError(
+            f"not packed yet, nothing to check: {', '.join(never)}",
+            hint=f"run `neobuild package --compile-check {' '.join(never)}` instead",
+        )
+    require_extra(m.framework for m in models)
+    results = []
+    for model in models:
+        directory = build.model_dir(manifest, model)
+        log_path = directory / "export.log"
+        python = envs.export_python(model, root=manifest.root, log_path=log_path)
+        result = check_model(
+            model, export_dir=directory / "export", python=python, log_path=log_path
+        )
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    recorded = {r.model: r.summary() for r in results}
+
+    def change(current: lockfile.Lock) -> dict[str, lockfile.LockEntry | None]:
+        return {
+            name: replace(current.models[name], compile_check=summary)
+            for name, summary in recorded.items()
+            if name in current.models
+        }
+
+    lockfile.modify_lock(lock_path, change)
+    return results
