@@ -1099,5 +1099,4 @@ def compile_(
         confirm_stop=confirm_stop,
         raise_on_failure=False,
     )
-    out.info(result.render())
-    return result
+    return result  # the CLI prints it: on stdout, or as --json

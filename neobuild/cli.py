@@ -1,9 +1,10 @@
 """The ``neobuild`` command line: options in, one api call, its result out.
 
 Each command turns its options into keyword arguments for one function of
-:mod:`neobuild.api` and renders what it returns. Human text goes to stderr and a
-``--json`` document alone to stdout. Exit codes: 0 ok, 1 a build or check failed,
-2 bad input, 3 internal error (crash log written), 130 interrupted.
+:mod:`neobuild.api` and renders what it returns. Results go to stdout (tables, or a
+``--json`` document alone); progress, warnings and errors to stderr. Exit codes: 0 ok,
+1 a build or check failed, 2 bad input, 3 internal error (crash log written),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ def plan(
         elif json_:
             print_json(result.to_json())
         else:
-            g.out.rich(result.render())
+            g.out.result(result.render())
         if check and result.stale_count:
             return EXIT_FAILED
         return EXIT_OK
@@ -311,7 +312,7 @@ def verify(
         if json_:
             print_json(result.to_json())
         else:
-            g.out.rich(result.render())
+            g.out.result(result.render())
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
@@ -342,6 +343,8 @@ def compile_(
         )
         if json_:
             print_json(result.to_json())
+        else:
+            g.out.result(result.render())
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)

@@ -1,4 +1,8 @@
-"""Where output goes: human text to stderr, ``--json`` documents alone to stdout.
+"""Where output goes: results on stdout, diagnostics on stderr.
+
+A command's result (the plan table, verify's drifts, compile's jobs, ``show``, or a
+``--json`` document) goes to stdout, so ``neobuild plan | grep resnet`` finds the row;
+progress, warnings and errors go to stderr, as git, DVC and terraform do.
 
 One place decides colour, verbosity and whether a live progress display is allowed
 (a terminal, and ``CI`` unset), so commands never ask ``isatty`` themselves.
@@ -80,8 +84,15 @@ class Output:
         self._print(f"error: {message}", style="bold red")
 
     def rich(self, renderable: Any) -> None:
+        """A rich renderable on stderr (hidden with -q)."""
         if self.verbosity >= 0:
             self.console.print(renderable)
+
+    def result(self, text: str) -> None:
+        """A command's result: plain text on stdout, shown even with -q."""
+        if text:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            sys.stdout.flush()
 
 
 def print_json(document: Any) -> None:
