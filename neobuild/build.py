@@ -141,8 +141,9 @@ def build_lock(root: Path, *, wait: bool) -> Iterator[None]:
     """
     import filelock
 
-    state = root / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
+    from neobuild.gitignore import state_dir
+
+    state = state_dir(root)
     holder_file = state / "build.lock.json"
     lock = filelock.FileLock(str(state / "build.lock"))
     try:
@@ -675,6 +676,10 @@ def build(
     with build_lock(manifest.root, wait=wait):
         outputs.sweep_staging(manifest.build_dir)
         _check_build_dir_writable(manifest)
+        with contextlib.suppress(OSError):
+            from neobuild.gitignore import ignore_build_dir
+
+            ignore_build_dir(manifest.build_dir)  # keeps `git status` clean
         lock = lockfile.read_lock(lock_path)
         the_plan = _plan(manifest, models, lock, since=since)
         stale = [m for m in models if force or the_plan.is_stale(m.name)]
@@ -750,6 +755,7 @@ def build(
                 _prune_undeclared(manifest, lock, writer, out)
         finally:
             writer.flush()
+            outputs.sweep_staging(manifest.build_dir)  # no empty .staging/ left behind
 
     built = {r.name: r.duration for r in reports.values() if r.status == "built"}
     if built:

@@ -19,6 +19,17 @@ def export(out, inputs):
     onnx.save(model, str(out / "model.onnx"))
 """
 
+HEADER = """\
+version: 1
+build_dir: build/neo
+defaults:
+  compile:
+    role_arn: arn:aws:iam::123456789012:role/NeoCompile
+    s3_prefix: s3://my-bucket/neo
+    region: us-east-1
+models:
+"""
+
 MODEL = """\
   {name}:
     framework: onnx
@@ -32,7 +43,7 @@ MODEL = """\
 
 def write_project(root: Path, names: tuple[str, ...] = ("resnet", "bert")) -> None:
     """neo.yaml with one tiny ONNX model per name, and the export they share."""
-    manifest = "version: 1\nbuild_dir: build/neo\nmodels:\n" + "".join(
+    manifest = HEADER + "".join(
         MODEL.format(name=name) for name in names
     )
     write_tree(root, {"neo.yaml": manifest, "models/relu/export.py": EXPORT})
