@@ -17,8 +17,10 @@ from neobuild.console import Output
 from neobuild.errors import Problem
 
 if TYPE_CHECKING:
+    from neobuild.add import AddResult
     from neobuild.build import BuildReport, PlanOutput
     from neobuild.compile import CompileResult
+    from neobuild.show import ShowResult
     from neobuild.verify import VerifyReport
 
 
@@ -201,3 +203,38 @@ def compile(
         out=out or Output(),
         confirm_stop=confirm_stop,
     )
+
+
+def add(
+    *,
+    manifest_path: Path,
+    name: str,
+    framework: str,
+    export: str,
+    inputs: Sequence[str] = (),
+    targets: Sequence[str] = (),
+    framework_version: str | None = None,
+    tags: Sequence[str] = (),
+    requirements: str | None = None,
+) -> AddResult:
+    """Declare model ``name`` in the manifest; see :func:`neobuild.add.add_model`."""
+    from neobuild import add as add_mod
+
+    return add_mod.add_model(
+        manifest_path,
+        name,
+        framework=framework,
+        export=export,
+        inputs=inputs,
+        targets=targets,
+        framework_version=framework_version,
+        tags=tags,
+        requirements=requirements,
+    )
+
+
+def show(*, manifest_path: Path, name: str) -> ShowResult:
+    """One model's resolved entry, status, files, hashes, requests and jobs."""
+    from neobuild import show as show_mod
+
+    return show_mod.show(manifest_path, name)

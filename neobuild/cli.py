@@ -350,6 +350,93 @@ def compile_(
     _run(ctx, body)
 
 
+@app.command()
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The new model's name.", show_default=False)],
+    framework: Annotated[
+        str,
+        typer.Option(
+            "--framework", help="keras, mxnet, onnx, pytorch, tensorflow, tflite, xgboost, darknet."
+        ),
+    ],
+    export: Annotated[
+        str,
+        typer.Option("--export", help="The export function: path/to/file.py:function."),
+    ],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            help="An input and its shape, NAME=1,3,224,224 (repeat for more; PyTorch may "
+            "omit NAME=).",
+            metavar="NAME=SHAPE",
+        ),
+    ] = None,
+    targets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target", help="A target device, e.g. ml_c5 (repeat for more).", metavar="DEVICE"
+        ),
+    ] = None,
+    framework_version: Annotated[
+        str | None, typer.Option("--framework-version", help="Neo's framework version, e.g. 1.8.")
+    ] = None,
+    tags: Annotated[
+        list[str] | None, typer.Option("--tag", help="A tag (repeat for more).", metavar="TAG")
+    ] = None,
+    requirements: Annotated[
+        str | None,
+        typer.Option(
+            "--requirements",
+            help="A requirements file: export in a venv of its own.",
+            metavar="FILE",
+        ),
+    ] = None,
+) -> None:
+    """Add a model to neo.yaml, keeping its comments; nothing is written unless it validates."""
+
+    def body(g: Globals) -> int:
+        result = api.add(
+            manifest_path=g.manifest_path(),
+            name=name,
+            framework=framework,
+            export=export,
+            inputs=inputs or [],
+            targets=targets or [],
+            framework_version=framework_version,
+            tags=tags or [],
+            requirements=requirements,
+        )
+        for warning in result.warnings:
+            g.out.warn(warning.render())
+        g.out.info(
+            f"added {result.name} to {result.manifest_path}; next: `neobuild package {name}`"
+        )
+        return EXIT_OK
+
+    _run(ctx, body)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="The model's name.", show_default=False)],
+    json_: Annotated[bool, typer.Option("--json", help="Print it as JSON on stdout.")] = False,
+) -> None:
+    """Show one model: its resolved entry, status, files, hashes, requests and jobs."""
+
+    def body(g: Globals) -> int:
+        result = api.show(manifest_path=g.manifest_path(), name=model)
+        if json_:
+            print_json(result.to_json())
+        else:
+            g.out.result(result.render())
+        return EXIT_OK
+
+    _run(ctx, body)
+
+
 def _confirm_stop(jobs: Any) -> bool:
     """Asked on Ctrl-C while waiting for compilation jobs."""
     return typer.confirm(
