@@ -48,9 +48,22 @@ def init(*, directory: Path, manifest: Path | None = None, force: bool = False) 
         fresh.unlink(missing_ok=True)
         starter.write_starter(fresh)
         os.replace(fresh, path)
-        return path
-    starter.write_starter(path)
+    else:
+        starter.write_starter(path)
+    _save_schema(path.parent / starter.SCHEMA_PATH)
     return path
+
+
+def _save_schema(target: Path) -> None:
+    """Save the JSON Schema where the starter's modeline points (in ``.neobuild/``)."""
+    import json
+
+    from neobuild.atomic import atomic_write_text
+    from neobuild.gitignore import ignore_all
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ignore_all(target.parent)  # .neobuild/ stays out of `git status`
+    atomic_write_text(target, json.dumps(schema(), indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,18 @@ class ValidateResult:
     @property
     def ok(self) -> bool:
         return self.errors == 0 and not (self.strict and self.warnings)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``validate --json`` document (versioned like the other commands')."""
+        return {
+            "schema_version": 1,
+            "manifest": str(self.manifest_path),
+            "ok": self.ok,
+            "models": self.model_count,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "problems": [p.as_json() for p in self.problems],
+        }
 
     def summary(self) -> str:
         if not self.problems:

@@ -152,7 +152,7 @@ def build_lock(root: Path, *, wait: bool) -> Iterator[None]:
         holder = _read_holder(holder_file)
         raise LockError(
             f"another neobuild run is building in {root}{holder}",
-            hint="wait for it to finish, or rerun with --wait to queue behind it",
+            hint="wait for it to finish, or rerun with --wait-lock to queue behind it",
         ) from None
     try:
         from neobuild.atomic import atomic_write_text
@@ -732,7 +732,10 @@ def build(
                 log = model_dir(manifest, model) / "export.log"
                 return ModelReport(
                     name=model.name,
-                    status="interrupted" if isinstance(exc, Interrupted) else "failed",
+                    # After Ctrl-C, an export stopped by neobuild fails: it was interrupted.
+                    status="interrupted"
+                    if isinstance(exc, Interrupted) or cancel.is_set()
+                    else "failed",
                     duration=time.monotonic() - t0,
                     message=clean_text(_error_text(exc)),
                     hint=clean_text(exc.hint) if exc.hint else None,
@@ -740,6 +743,7 @@ def build(
                     log_tail=clean_text(_tail(log)) if log.exists() else "",
                 ), None
 
+        interrupted = False
         try:
             _run_parallel(
                 stale,
@@ -753,6 +757,8 @@ def build(
             )
             if all_models and since is None and shard is None:
                 _prune_undeclared(manifest, lock, writer, out)
+        except KeyboardInterrupt:
+            interrupted = True  # still report what finished and what did not, below
         finally:
             writer.flush()
             outputs.sweep_staging(manifest.build_dir)  # no empty .staging/ left behind
@@ -763,13 +769,33 @@ def build(
 
         with contextlib.suppress(OSError):
             shard_mod.record_weights(manifest.root, built)  # balances the next --matrix
+    if interrupted:
+        for m in models:
+            reports.setdefault(
+                m.name,
+                ModelReport(name=m.name, status="interrupted", message="not started: interrupted"),
+            )
     ordered = [reports[m.name] for m in models if m.name in reports]
     report = BuildReport(
         manifest=manifest_path, models=ordered, duration=time.monotonic() - started
     )
     _print_summary(report, out)
     _write_reports(report, junit, out)
+    if interrupted:
+        raise BuildInterrupted(report)
     return report
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM ended a ``package`` run; ``report`` says what finished.
+
+    The JUnit report is already written; the CLI prints ``report`` for ``--json`` and
+    exits 130.
+    """
+
+    def __init__(self, report: BuildReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
 
 
 def _git_state(manifest: Manifest) -> tuple[str | None, bool | None]:
@@ -941,8 +967,13 @@ def _run_parallel(
         for future, model in running.items():
             if future.done() and not future.cancelled():
                 rep, entry = future.result()
+                reports[model.name] = rep
                 if entry is not None and rep.status == "built":
                     writer.add(model.name, entry)  # it was swapped in before the interrupt
+            else:
+                reports[model.name] = ModelReport(
+                    name=model.name, status="interrupted", message="interrupted"
+                )
         raise
     finally:
         pool.shutdown(wait=True)

@@ -31,7 +31,7 @@ _RICH_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 class Output:
     """The output settings of one CLI invocation."""
 
-    verbosity: int = 0  # -1 quiet, 0 normal, 1+ verbose
+    verbosity: int = 0  # -2 errors only, -1 quiet, 0 normal, 1+ verbose
     err: Console | None = None
 
     @property
@@ -77,8 +77,9 @@ class Output:
             self._print(message, style="dim")
 
     def warn(self, message: str) -> None:
-        """A warning: shown even with -q."""
-        self._print(f"warning: {message}", style="yellow")
+        """A warning: shown even with -q (not with -qq)."""
+        if self.verbosity >= -1:
+            self._print(f"warning: {message}", style="yellow")
 
     def error(self, message: str) -> None:
         self._print(f"error: {message}", style="bold red")

@@ -74,8 +74,8 @@ DEFAULT_MAX_RUNTIME = 900
 
 #: A job name is ``<model>-<target>-<8 hex>`` (NEO_REFERENCE §5) and at most 63
 #: characters: leave room for the longest device (``jacinto-tda4vm``) and the hash.
-MODEL_NAME_MAX = 63 - len("-jacinto-tda4vm") - len("-01234567")
-_MODEL_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
+MODEL_NAME_MAX = schema.MODEL_NAME_MAX
+_MODEL_NAME = re.compile(schema.MODEL_NAME_REGEX)  # the JSON Schema states the same
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _EXPORT_PATH = re.compile(rf"(?P<path>[^:\s]+\.py):(?P<function>{_IDENT})")

@@ -231,11 +231,18 @@ _DEFAULTS: Rules = {
 }
 
 
+#: A model name becomes part of a CompilationJobName, ``<model>-<target>-<8 hex>``, of
+#: at most 63 characters: room is left for the longest device and the hash. The loader
+#: checks names itself (with a better message); the JSON Schema states the same rule.
+MODEL_NAME_REGEX = r"[a-zA-Z0-9](-*[a-zA-Z0-9])*"
+MODEL_NAME_MAX = 63 - len("-jacinto-tda4vm") - len("-01234567")
+
+
 def _models(model_rules: Rules) -> Rules:
     return {
         "type": "dict",
         "required": True,
-        "keysrules": {"type": "string"},
+        "keysrules": {"type": "string", "regex": MODEL_NAME_REGEX, "maxlength": MODEL_NAME_MAX},
         "valuesrules": model_rules,
         "meta": {"description": "model name -> model"},
     }
@@ -277,7 +284,11 @@ def shallow(schema: Schema) -> Schema:
     model), which is faster and keeps error paths short.
     """
     out = copy.copy(schema)
-    out["models"] = {**schema["models"], "valuesrules": {"type": "dict"}}
+    out["models"] = {
+        **schema["models"],
+        "keysrules": {"type": "string"},  # names: the loader's check_name says it better
+        "valuesrules": {"type": "dict"},
+    }
     return out
 
 
