@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,65 @@ def test_wait_lock_is_packages_flag_and_wait_a_deprecated_alias(
     compile_help = runner.invoke(cli.app, ["compile", "--help"], env={"COLUMNS": "200"}).output
     assert "--wait" in compile_help and "Poll the jobs" in compile_help
     assert os.environ.get("NEOBUILD_DEBUG") is None
+
+
+def test_add_and_show_pass_their_options_to_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neobuild.add import AddResult
+    from neobuild.show import ShowResult
+
+    write_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    seen: dict[str, Any] = {}
+
+    def fake_add(**kwargs: Any) -> AddResult:
+        seen.update(kwargs)
+        return AddResult(manifest_path=kwargs["manifest_path"], name=kwargs["name"])
+
+    monkeypatch.setattr(api, "add", fake_add)
+    result = runner.invoke(
+        cli.app,
+        [
+            "add",
+            "m",
+            "--framework",
+            "onnx",
+            "--export",
+            "e.py:f",
+            "--input",
+            "x=1,2",
+            "--input",
+            "y=3",
+            "--target",
+            "ml_c5",
+            "--tag",
+            "t",
+            "--framework-version",
+            "1.7.0",
+            "--requirements",
+            "r.txt",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == {
+        "manifest_path": tmp_path / "neo.yaml",
+        "name": "m",
+        "framework": "onnx",
+        "export": "e.py:f",
+        "inputs": ["x=1,2", "y=3"],
+        "targets": ["ml_c5"],
+        "framework_version": "1.7.0",
+        "tags": ["t"],
+        "requirements": "r.txt",
+    }
+    shown = ShowResult(
+        name="m", declared_at=None, entry={}, status={"status": "fresh"}, lock=None, build_dir="b"
+    )
+    monkeypatch.setattr(api, "show", lambda **kw: seen.update(show=kw) or shown)
+    result = runner.invoke(cli.app, ["show", "m", "--json"])
+    assert result.exit_code == 0 and seen["show"] == {
+        "manifest_path": tmp_path / "neo.yaml",
+        "name": "m",
+    }
+    assert json.loads(result.stdout)["status"] == {"status": "fresh"}
