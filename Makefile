@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest install dev clean
+.PHONY: demo test lint typecheck docs pytest install dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,10 @@ typecheck: dev
 pytest: dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+docs: dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint typecheck docs pytest
 
 clean:
-	rm -rf $(VENV) examples/build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) examples/build site .pytest_cache .mypy_cache .ruff_cache

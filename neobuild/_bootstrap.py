@@ -242,6 +242,21 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="neobuild-parent-watch", daemon=True).start()
 
 
+def _signature_problem(func: Any) -> str | None:
+    """Why ``func(output_dir, inputs)`` cannot be called, or None if it can (or is unknown)."""
+    import inspect
+
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin or C function: just call it
+        return None
+    try:
+        signature.bind(None, None)
+    except TypeError as exc:
+        return f"takes {signature} ({exc})"
+    return None
+
+
 def main(argv: list[str]) -> int:
     _die_with_parent()
     if len(argv) != 2:
@@ -285,6 +300,16 @@ def main(argv: list[str]) -> int:
         )
 
     output_dir = pathlib.Path(spec["output_dir"])
+    problem = _signature_problem(func)
+    if problem is not None:
+        return _fail(
+            spec,
+            EXIT_FUNCTION_MISSING,
+            "bad_signature",
+            f"{where}:{function} {problem}; neobuild calls it as {function}(output_dir, inputs): "
+            "output_dir is the pathlib.Path to write the model files into, inputs the shapes "
+            "declared in neo.yaml (a dict name -> shape, a list of shapes, or None)",
+        )
     try:
         func(output_dir, spec.get("inputs"))
     except SystemExit as exc:

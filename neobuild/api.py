@@ -17,9 +17,11 @@ from neobuild.console import Output
 from neobuild.errors import Problem
 
 if TYPE_CHECKING:
+    from neobuild.add import AddResult
     from neobuild.build import BuildReport, PlanOutput
     from neobuild.compile import CompileResult
     from neobuild.compilecheck import CheckReport
+    from neobuild.show import ShowResult
     from neobuild.verify import VerifyReport
 
 
@@ -47,9 +49,22 @@ def init(*, directory: Path, manifest: Path | None = None, force: bool = False) 
         fresh.unlink(missing_ok=True)
         starter.write_starter(fresh)
         os.replace(fresh, path)
-        return path
-    starter.write_starter(path)
+    else:
+        starter.write_starter(path)
+    _save_schema(path.parent / starter.SCHEMA_PATH)
     return path
+
+
+def _save_schema(target: Path) -> None:
+    """Save the JSON Schema where the starter's modeline points (in ``.neobuild/``)."""
+    import json
+
+    from neobuild.atomic import atomic_write_text
+    from neobuild.gitignore import ignore_all
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ignore_all(target.parent)  # .neobuild/ stays out of `git status`
+    atomic_write_text(target, json.dumps(schema(), indent=2, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,18 @@ class ValidateResult:
     @property
     def ok(self) -> bool:
         return self.errors == 0 and not (self.strict and self.warnings)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``validate --json`` document (versioned like the other commands')."""
+        return {
+            "schema_version": 1,
+            "manifest": str(self.manifest_path),
+            "ok": self.ok,
+            "models": self.model_count,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "problems": [p.as_json() for p in self.problems],
+        }
 
     def summary(self) -> str:
         if not self.problems:
@@ -227,3 +254,38 @@ def compile(
         out=out or Output(),
         confirm_stop=confirm_stop,
     )
+
+
+def add(
+    *,
+    manifest_path: Path,
+    name: str,
+    framework: str,
+    export: str,
+    inputs: Sequence[str] = (),
+    targets: Sequence[str] = (),
+    framework_version: str | None = None,
+    tags: Sequence[str] = (),
+    requirements: str | None = None,
+) -> AddResult:
+    """Declare model ``name`` in the manifest; see :func:`neobuild.add.add_model`."""
+    from neobuild import add as add_mod
+
+    return add_mod.add_model(
+        manifest_path,
+        name,
+        framework=framework,
+        export=export,
+        inputs=inputs,
+        targets=targets,
+        framework_version=framework_version,
+        tags=tags,
+        requirements=requirements,
+    )
+
+
+def show(*, manifest_path: Path, name: str) -> ShowResult:
+    """One model's resolved entry, status, files, hashes, requests and jobs."""
+    from neobuild import show as show_mod
+
+    return show_mod.show(manifest_path, name)

@@ -146,8 +146,9 @@ def build_lock(root: Path, *, wait: bool) -> Iterator[None]:
     """
     import filelock
 
-    state = root / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
+    from neobuild.gitignore import state_dir
+
+    state = state_dir(root)
     holder_file = state / "build.lock.json"
     lock = filelock.FileLock(str(state / "build.lock"))
     try:
@@ -156,7 +157,7 @@ def build_lock(root: Path, *, wait: bool) -> Iterator[None]:
         holder = _read_holder(holder_file)
         raise LockError(
             f"another neobuild run is building in {root}{holder}",
-            hint="wait for it to finish, or rerun with --wait to queue behind it",
+            hint="wait for it to finish, or rerun with --wait-lock to queue behind it",
         ) from None
     try:
         from neobuild.atomic import atomic_write_text
@@ -745,6 +746,10 @@ def build(
     with build_lock(manifest.root, wait=wait):
         outputs.sweep_staging(manifest.build_dir)
         _check_build_dir_writable(manifest)
+        with contextlib.suppress(OSError):
+            from neobuild.gitignore import ignore_build_dir
+
+            ignore_build_dir(manifest.build_dir)  # keeps `git status` clean
         lock = lockfile.read_lock(lock_path)
         the_plan = _plan(manifest, models, lock, since=since)
         stale = [m for m in models if force or the_plan.is_stale(m.name)]
@@ -805,7 +810,10 @@ def build(
                 return ModelReport(
                     name=model.name,
                     compile_check=getattr(exc, "compile_check", None),
-                    status="interrupted" if isinstance(exc, Interrupted) else "failed",
+                    # After Ctrl-C, an export stopped by neobuild fails: it was interrupted.
+                    status="interrupted"
+                    if isinstance(exc, Interrupted) or cancel.is_set()
+                    else "failed",
                     duration=time.monotonic() - t0,
                     message=clean_text(_error_text(exc)),
                     hint=clean_text(exc.hint) if exc.hint else None,
@@ -813,6 +821,7 @@ def build(
                     log_tail=clean_text(_tail(log)) if log.exists() else "",
                 ), None
 
+        interrupted = False
         try:
             _run_parallel(
                 stale,
@@ -826,8 +835,11 @@ def build(
             )
             if all_models and since is None and shard is None:
                 _prune_undeclared(manifest, lock, writer, out)
+        except KeyboardInterrupt:
+            interrupted = True  # still report what finished and what did not, below
         finally:
             writer.flush()
+            outputs.sweep_staging(manifest.build_dir)  # no empty .staging/ left behind
 
     built = {r.name: r.duration for r in reports.values() if r.status == "built"}
     if built:
@@ -835,6 +847,12 @@ def build(
 
         with contextlib.suppress(OSError):
             shard_mod.record_weights(manifest.root, built)  # balances the next --matrix
+    if interrupted:
+        for m in models:
+            reports.setdefault(
+                m.name,
+                ModelReport(name=m.name, status="interrupted", message="not started: interrupted"),
+            )
     ordered = [reports[m.name] for m in models if m.name in reports]
     report = BuildReport(
         manifest=manifest_path,
@@ -849,7 +867,21 @@ def build(
     )
     _print_summary(report, out)
     _write_reports(report, junit, out)
+    if interrupted:
+        raise BuildInterrupted(report)
     return report
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM ended a ``package`` run; ``report`` says what finished.
+
+    The JUnit report is already written; the CLI prints ``report`` for ``--json`` and
+    exits 130.
+    """
+
+    def __init__(self, report: BuildReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
 
 
 def _git_state(manifest: Manifest) -> tuple[str | None, bool | None]:
@@ -1021,8 +1053,13 @@ def _run_parallel(
         for future, model in running.items():
             if future.done() and not future.cancelled():
                 rep, entry = future.result()
+                reports[model.name] = rep
                 if entry is not None and rep.status == "built":
                     writer.add(model.name, entry)  # it was swapped in before the interrupt
+            else:
+                reports[model.name] = ModelReport(
+                    name=model.name, status="interrupted", message="interrupted"
+                )
         raise
     finally:
         pool.shutdown(wait=True)
@@ -1219,5 +1256,4 @@ def compile_(
         confirm_stop=confirm_stop,
         raise_on_failure=False,
     )
-    out.info(result.render())
-    return result
+    return result  # the CLI prints it: on stdout, or as --json

@@ -1,36 +1,83 @@
 """The ``neobuild`` command line: options in, one api call, its result out.
 
 Each command turns its options into keyword arguments for one function of
-:mod:`neobuild.api` and renders what it returns. Human text goes to stderr and a
-``--json`` document alone to stdout. Exit codes: 0 ok, 1 a build or check failed,
-2 bad input, 3 internal error (crash log written), 130 interrupted.
+:mod:`neobuild.api` and renders what it returns. Results go to stdout (tables, or a
+``--json`` document alone); progress, warnings and errors to stderr. Exit codes: 0 ok,
+1 a build or check failed, 2 bad input, 3 internal error (crash log written),
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from neobuild import __version__, api
+from neobuild import __version__, api, completion
 from neobuild.console import Output, print_json
 from neobuild.crash import guarded
 from neobuild.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageError
 
+if TYPE_CHECKING:
+    from neobuild.build import BuildReport
+
+#: Options of the top-level callback that take a value (they come before the command).
+_VALUED_GLOBALS = frozenset({"-C", "--directory", "--manifest"})
+_VERBOSITY = re.compile(r"-(?:v+|q+)|--verbose|--quiet")
+
+
+class _Group(TyperGroup):
+    """Accepts ``-v``/``-q`` after the command too (``neobuild plan -q``).
+
+    They are moved in front of the command, where the top-level callback counts them,
+    so there is one meaning and one place for them.
+    """
+
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]
+        return super().parse_args(ctx, hoist_verbosity(args))
+
+
+def hoist_verbosity(args: list[str]) -> list[str]:
+    """``[..., CMD, ..., -q, ...]`` -> ``[..., -q, CMD, ...]``; nothing after ``--`` moves."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in _VALUED_GLOBALS else 1
+    if i >= len(args):
+        return args
+    head, command, rest = args[:i], args[i], args[i + 1 :]
+    end = rest.index("--") if "--" in rest else len(rest)
+    moved = [a for a in rest[:end] if _VERBOSITY.fullmatch(a)]
+    kept = [a for a in rest[:end] if not _VERBOSITY.fullmatch(a)] + rest[end:]
+    return [*head, *moved, command, *kept]
+
+
 app = typer.Typer(
     name="neobuild",
+    cls=_Group,
     help="Build SageMaker Neo inputs for every model declared in neo.yaml.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _examples(lines: list[str]) -> str:
+    """A command's --help epilog: examples, and where the global options go."""
+    shown = "\n\n".join(f"  $ {line}" for line in lines)
+    return (
+        f"Examples:\n\n{shown}\n\n"
+        "-v/-q (more/less output) work before or after the command; "
+        "-C DIR and --manifest FILE go before it."
+    )
 
 
 @dataclass
@@ -81,7 +128,12 @@ def _main(
     verbose: Annotated[
         int, typer.Option("-v", "--verbose", count=True, help="More output (stream export logs).")
     ] = 0,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only warnings and errors.")] = False,
+    quiet: Annotated[
+        int,
+        typer.Option(
+            "-q", "--quiet", count=True, help="Less output: -q warnings and errors, -qq errors."
+        ),
+    ] = 0,
     version: Annotated[
         bool,
         typer.Option(
@@ -90,12 +142,10 @@ def _main(
     ] = False,
 ) -> None:
     """neobuild: export, check, package and compile every model of a repository for SageMaker Neo."""
-    ctx.obj = Globals(
-        directory=directory, manifest=manifest, out=Output(verbosity=-1 if quiet else verbose)
-    )
+    ctx.obj = Globals(directory=directory, manifest=manifest, out=Output(verbosity=verbose - quiet))
 
 
-@app.command()
+@app.command(epilog=_examples(["neobuild init", "neobuild -C path/to/repo init --force"]))
 def init(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing neo.yaml.")] = False,
@@ -110,7 +160,7 @@ def init(
     _run(ctx, body)
 
 
-@app.command()
+@app.command(epilog=_examples(["neobuild validate", "neobuild validate --strict --json"]))
 def validate(
     ctx: typer.Context,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
@@ -123,7 +173,7 @@ def validate(
     def body(g: Globals) -> int:
         result = api.validate(manifest_path=g.manifest_path(), strict=strict)
         if json_:
-            print_json([p.as_json() for p in result.problems])
+            print_json(result.to_json())
         else:
             for problem in result.problems:
                 g.out.console.print(problem.render(), markup=False, highlight=False)
@@ -133,7 +183,7 @@ def validate(
     _run(ctx, body)
 
 
-@app.command()
+@app.command(epilog=_examples(["neobuild schema > neo.schema.json"]))
 def schema(ctx: typer.Context) -> None:
     """Print the JSON Schema of neo.yaml (for editors: yaml-language-server)."""
 
@@ -147,18 +197,31 @@ def schema(ctx: typer.Context) -> None:
 ModelsArg = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Models by name, glob (vision-*) or tag:NAME (or --all).", show_default=False
+        help="Models by name, glob (vision-*) or tag:NAME (or --all).",
+        show_default=False,
+        autocompletion=completion.model_patterns,
     ),
 ]
 PlanModelsArg = Annotated[
     list[str] | None,
     typer.Argument(
-        help="Models by name, glob (vision-*) or tag:NAME; default: all.", show_default=False
+        help="Models by name, glob (vision-*) or tag:NAME; default: all.",
+        show_default=False,
+        autocompletion=completion.model_patterns,
     ),
 ]
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        [
+            "neobuild plan | grep resnet",
+            "neobuild plan --since origin/main --check",
+            "neobuild plan --explain resnet18",
+            'neobuild plan --matrix 4 >> "$GITHUB_OUTPUT"',
+        ]
+    )
+)
 def plan(
     ctx: typer.Context,
     models: PlanModelsArg = None,
@@ -221,7 +284,7 @@ def plan(
         elif json_:
             print_json(result.to_json())
         else:
-            g.out.rich(result.render())
+            g.out.result(result.render())
         if check and result.stale_count:
             return EXIT_FAILED
         return EXIT_OK
@@ -229,7 +292,15 @@ def plan(
     _run(ctx, body)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        [
+            "neobuild package resnet18",
+            "neobuild package 'tag:vision' -j 4 -k",
+            "neobuild package --all --json --junit reports/junit.xml",
+        ]
+    )
+)
 def package(
     ctx: typer.Context,
     models: ModelsArg = None,
@@ -266,8 +337,12 @@ def package(
     shard: Annotated[
         str | None, typer.Option("--shard", help="Only shard K of N, e.g. 2/4.", metavar="K/N")
     ] = None,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for another run's lock instead of failing.")
+    wait_lock: Annotated[
+        bool,
+        typer.Option("--wait-lock", help="Wait for another run's build lock instead of failing."),
+    ] = False,
+    wait_deprecated: Annotated[
+        bool, typer.Option("--wait", hidden=True, help="Deprecated spelling of --wait-lock.")
     ] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
     junit: Annotated[
@@ -288,7 +363,25 @@ def package(
     """Export what is stale, check it, package it, render scripts and requests, update neo.lock."""
 
     def body(g: Globals) -> int:
-        report = api.package(
+        from neobuild.build import BuildInterrupted
+
+        if wait_deprecated:
+            g.out.warn(
+                "`package --wait` is deprecated: it is now `--wait-lock` "
+                "(`--wait` polls compilation jobs in `compile`)"
+            )
+        try:
+            report = _package(g)
+        except BuildInterrupted as exc:  # Ctrl-C or SIGTERM: report what finished
+            if json_:
+                print_json(exc.report.to_json())
+            raise
+        if json_:
+            print_json(report.to_json())
+        return EXIT_OK if report.ok else EXIT_FAILED
+
+    def _package(g: Globals) -> BuildReport:
+        return api.package(
             manifest_path=g.manifest_path(),
             patterns=models or [],
             all_models=all_,
@@ -299,15 +392,12 @@ def package(
             allow_incomplete=allow_incomplete,
             since=since,
             shard=shard,
-            wait=wait,
+            wait=wait_lock or wait_deprecated,
             junit=junit,
             out=g.out,
             compile_check=compile_check,
             strict=strict,
         )
-        if json_:
-            print_json(report.to_json())
-        return EXIT_OK if report.ok else EXIT_FAILED
 
     _run(ctx, body)
 
@@ -341,7 +431,7 @@ def check(
     _run(ctx, body)
 
 
-@app.command()
+@app.command(epilog=_examples(["neobuild verify", "neobuild verify --json"]))
 def verify(
     ctx: typer.Context,
     json_: Annotated[bool, typer.Option("--json", help="Print drifts as JSON on stdout.")] = False,
@@ -353,13 +443,16 @@ def verify(
         if json_:
             print_json(result.to_json())
         else:
-            g.out.rich(result.render())
+            g.out.result(result.render())
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
 
 
-@app.command(name="compile")
+@app.command(
+    name="compile",
+    epilog=_examples(["neobuild compile resnet18", "neobuild compile --all --submit --wait"]),
+)
 def compile_(
     ctx: typer.Context,
     models: ModelsArg = None,
@@ -384,7 +477,114 @@ def compile_(
         )
         if json_:
             print_json(result.to_json())
+        else:
+            g.out.result(result.render())
         return EXIT_OK if result.ok else EXIT_FAILED
+
+    _run(ctx, body)
+
+
+@app.command(
+    epilog=_examples(
+        [
+            "neobuild add resnet18 --framework pytorch --framework-version 1.8 --export models/resnet18/export.py:export --input input0=1,3,224,224 --target ml_c5"
+        ]
+    )
+)
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The new model's name.", show_default=False)],
+    framework: Annotated[
+        str,
+        typer.Option(
+            "--framework",
+            help="keras, mxnet, onnx, pytorch, tensorflow, tflite, xgboost, darknet.",
+            autocompletion=completion.frameworks,
+        ),
+    ],
+    export: Annotated[
+        str,
+        typer.Option("--export", help="The export function: path/to/file.py:function."),
+    ],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input",
+            help="An input and its shape, NAME=1,3,224,224 (repeat for more; PyTorch may "
+            "omit NAME=).",
+            metavar="NAME=SHAPE",
+        ),
+    ] = None,
+    targets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="A target device, e.g. ml_c5 (repeat for more).",
+            metavar="DEVICE",
+            autocompletion=completion.target_devices,
+        ),
+    ] = None,
+    framework_version: Annotated[
+        str | None, typer.Option("--framework-version", help="Neo's framework version, e.g. 1.8.")
+    ] = None,
+    tags: Annotated[
+        list[str] | None, typer.Option("--tag", help="A tag (repeat for more).", metavar="TAG")
+    ] = None,
+    requirements: Annotated[
+        str | None,
+        typer.Option(
+            "--requirements",
+            help="A requirements file: export in a venv of its own.",
+            metavar="FILE",
+        ),
+    ] = None,
+) -> None:
+    """Add a model to neo.yaml, keeping its comments; nothing is written unless it validates."""
+
+    def body(g: Globals) -> int:
+        result = api.add(
+            manifest_path=g.manifest_path(),
+            name=name,
+            framework=framework,
+            export=export,
+            inputs=inputs or [],
+            targets=targets or [],
+            framework_version=framework_version,
+            tags=tags or [],
+            requirements=requirements,
+        )
+        for warning in result.warnings:
+            g.out.warn(warning.render())
+        g.out.info(
+            f"added {result.name} to {result.manifest_path}; next: `neobuild package {name}`"
+        )
+        return EXIT_OK
+
+    _run(ctx, body)
+
+
+@app.command(epilog=_examples(["neobuild show resnet18", "neobuild show resnet18 --json"]))
+def show(
+    ctx: typer.Context,
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="The model's name.",
+            show_default=False,
+            autocompletion=completion.model_patterns,
+        ),
+    ],
+    json_: Annotated[bool, typer.Option("--json", help="Print it as JSON on stdout.")] = False,
+) -> None:
+    """Show one model: its resolved entry, status, files, hashes, requests and jobs."""
+
+    def body(g: Globals) -> int:
+        result = api.show(manifest_path=g.manifest_path(), name=model)
+        if json_:
+            print_json(result.to_json())
+        else:
+            g.out.result(result.render())
+        return EXIT_OK
 
     _run(ctx, body)
 

@@ -1,4 +1,8 @@
-"""Where output goes: human text to stderr, ``--json`` documents alone to stdout.
+"""Where output goes: results on stdout, diagnostics on stderr.
+
+A command's result (the plan table, verify's drifts, compile's jobs, ``show``, or a
+``--json`` document) goes to stdout, so ``neobuild plan | grep resnet`` finds the row;
+progress, warnings and errors go to stderr, as git, DVC and terraform do.
 
 One place decides colour, verbosity and whether a live progress display is allowed
 (a terminal, and ``CI`` unset), so commands never ask ``isatty`` themselves.
@@ -27,7 +31,7 @@ _RICH_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 class Output:
     """The output settings of one CLI invocation."""
 
-    verbosity: int = 0  # -1 quiet, 0 normal, 1+ verbose
+    verbosity: int = 0  # -2 errors only, -1 quiet, 0 normal, 1+ verbose
     err: Console | None = None
 
     @property
@@ -73,15 +77,23 @@ class Output:
             self._print(message, style="dim")
 
     def warn(self, message: str) -> None:
-        """A warning: shown even with -q."""
-        self._print(f"warning: {message}", style="yellow")
+        """A warning: shown even with -q (not with -qq)."""
+        if self.verbosity >= -1:
+            self._print(f"warning: {message}", style="yellow")
 
     def error(self, message: str) -> None:
         self._print(f"error: {message}", style="bold red")
 
     def rich(self, renderable: Any) -> None:
+        """A rich renderable on stderr (hidden with -q)."""
         if self.verbosity >= 0:
             self.console.print(renderable)
+
+    def result(self, text: str) -> None:
+        """A command's result: plain text on stdout, shown even with -q."""
+        if text:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+            sys.stdout.flush()
 
 
 def print_json(document: Any) -> None:

@@ -5,8 +5,8 @@ The lock is YAML that users commit. Its bytes are a pure function of its content
 by the small emitter below (not by a YAML library, whose output style changes between
 releases). It is validated against :data:`LOCK_SCHEMA` (cerberus) when read and before it
 is written, written atomically (:mod:`neobuild.atomic`), and updated one model at a time
-under a file lock (``neo.lock.lock`` beside it) by :func:`update_lock`, so parallel model
-builds never lose each other's entries and a build killed at any moment leaves a lock that
+under a file lock (``.neobuild/neo.lock.lock`` beside it) by :func:`update_lock`, so
+parallel model builds never lose each other's entries and a build killed at any moment leaves a lock that
 parses (the previous version or the new one).
 
 See ``docs/lockfile.md`` for the format.
@@ -851,9 +851,12 @@ def _cache_store(path: Path, key: bytes, models: Mapping[str, Any]) -> None:
 
 
 def _guard(path: Path, timeout: float) -> filelock.FileLock:
+    """The file lock of ``path``: ``.neobuild/<name>.lock`` beside it, out of ``git status``."""
     import filelock
 
-    return filelock.FileLock(path.with_name(path.name + ".lock"), timeout=timeout)
+    from neobuild.gitignore import state_dir
+
+    return filelock.FileLock(state_dir(path.parent) / (path.name + ".lock"), timeout=timeout)
 
 
 @contextlib.contextmanager

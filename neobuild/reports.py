@@ -20,7 +20,7 @@ from typing import Protocol
 from neobuild.atomic import atomic_write_bytes
 
 #: The statuses a model can end a run in.
-STATUSES = ("built", "fresh", "restored", "failed", "skipped")
+STATUSES = ("built", "fresh", "restored", "failed", "interrupted", "skipped")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -151,7 +151,7 @@ def _cases(outcomes: Sequence[ModelOutcome]) -> list[_Case]:
             details += f"\n--- last lines of the log ---\n{model.log_tail}"
         status = (
             "failed"
-            if model.status == "failed"
+            if model.status in ("failed", "interrupted")  # a cancelled run is no pass
             else "skipped"
             if model.status == "skipped"
             else "passed"
@@ -276,7 +276,14 @@ def _cell(text: str, limit: int = 200) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
 
 
-_ICON = {"built": "✅", "fresh": "✔️", "restored": "♻️", "failed": "❌", "skipped": "⏭️"}
+_ICON = {
+    "built": "✅",
+    "fresh": "✔️",
+    "restored": "♻️",
+    "failed": "❌",
+    "interrupted": "⏹️",
+    "skipped": "⏭️",
+}
 
 
 def step_summary_markdown(results: Results, *, title: str = "neobuild package") -> str:

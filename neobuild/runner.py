@@ -32,6 +32,7 @@ from typing import IO, Any
 from neobuild import _bootstrap
 from neobuild.errors import ExportError
 from neobuild.model import Model
+from neobuild.outputs import MARKER
 
 __all__ = [
     "BOOTSTRAP",
@@ -504,6 +505,7 @@ def run_export(
         # Neo take inputs positionally); the spec's own keys are written in a fixed order.
         spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
         _log_line(log_path, f"neobuild: export {ref} with {python} (timeout {model.timeout} s)")
+        started = time.time() - 1.0  # file systems with coarse mtimes
         try:
             proc = run_process(
                 [python, BOOTSTRAP, spec_path],
@@ -528,9 +530,15 @@ def run_export(
         raise _export_error(model, proc, result, log_path, root)
     files = _list_files(output_dir)
     if not files:
+        stray = _written_since(root, started, skip=output_dir)
         raise ExportError(
             f"export of model {model.name!r}: {ref} returned but wrote nothing to {output_dir}"
-            f"\n  log: {log_path}"
+            + (
+                f"\n  it wrote into the working directory instead: {', '.join(stray)}"
+                if stray
+                else ""
+            )
+            + f"\n  log: {log_path}"
             + (f"\n  last lines of output:\n{_indent(proc.tail)}" if proc.tail else ""),
             hint=f"the entrypoint must write the {model.framework} model files into the directory "
             "it gets as its first argument (not into the working directory)",
@@ -543,6 +551,34 @@ def run_export(
         log_path=log_path,
         files=files,
     )
+
+
+def _written_since(root: Path, since: float, *, skip: Path, limit: int = 5) -> list[str]:
+    """Files under ``root`` modified since ``since`` (an export's stray output), repo-relative.
+
+    Hidden directories (``.git``, ``.neobuild``), neobuild's output directories and
+    ``skip`` are not searched; the walk
+    stops after 20,000 entries, so a huge checkout costs little.
+    """
+    found: list[str] = []
+    seen = 0
+    for directory, dirs, names in os.walk(root):
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".")
+            and Path(directory, d) != skip
+            and not (Path(directory, d) / MARKER).exists()  # other models' outputs
+        )
+        for name in sorted(names):
+            seen += 1
+            path = Path(directory, name)
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime >= since:
+                    found.append(path.relative_to(root).as_posix())
+            if len(found) >= limit or seen > 20_000:
+                return found
+    return found
 
 
 def _export_env(model: Model, python: Path) -> dict[str, str]:
@@ -587,6 +623,12 @@ def _export_error(
             hint = (
                 f"fix `export:` of model {model.name!r} in neo.yaml; {where} "
                 f"from the repository root {root}"
+            )
+        elif status == "bad_signature":
+            hint = (
+                f"give the function of model {model.name!r} the signature "
+                f"`def {ref.function}(output_dir, inputs):` and write the model files into "
+                "output_dir"
             )
         elif status == "function_missing":
             guess = result.get("suggestion")

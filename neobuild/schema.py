@@ -295,7 +295,11 @@ def shallow(schema: Schema) -> Schema:
     model), which is faster and keeps error paths short.
     """
     out = copy.copy(schema)
-    out["models"] = {**schema["models"], "valuesrules": {"type": "dict"}}
+    out["models"] = {
+        **schema["models"],
+        "keysrules": {"type": "string"},  # names: the loader's check_name says it better
+        "valuesrules": {"type": "dict"},
+    }
     return out
 
 

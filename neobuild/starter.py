@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 
 from neobuild.errors import UsageError
-from neobuild.schema import SCHEMA_ID
+
+#: Where ``init`` saves ``neobuild schema``'s output, relative to neo.yaml (the modeline).
+SCHEMA_PATH = ".neobuild/neo.schema.json"
 
 STARTER = f"""\
-# yaml-language-server: $schema={SCHEMA_ID}
+# yaml-language-server: $schema={SCHEMA_PATH}
 #
 # neo.yaml: every model of this repository headed for Amazon SageMaker Neo.
 # `neobuild validate` checks this file; `neobuild schema` prints its JSON Schema

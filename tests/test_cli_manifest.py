@@ -55,7 +55,9 @@ def test_validate_reports_every_problem_with_positions(broken: Path) -> None:
 def test_validate_json_is_pure_and_complete(broken: Path) -> None:
     result = runner.invoke(cli.app, ["-C", str(broken), "validate", "--json"])
     assert result.exit_code == 2
-    problems = json.loads(result.stdout)
+    document = json.loads(result.stdout)
+    assert document["schema_version"] == 1 and document["ok"] is False
+    problems = document["problems"]
     paths = {p["path"] for p in problems}
     assert {
         "models.resnet.framework",
@@ -104,7 +106,7 @@ def test_manifest_found_from_a_subdirectory(broken: Path) -> None:
     sub = broken / "models" / "resnet"
     result = runner.invoke(cli.app, ["-C", str(sub), "validate", "--json"])
     assert result.exit_code == 2
-    assert json.loads(result.stdout)[0]["file"] == str(broken / "neo.yaml")
+    assert json.loads(result.stdout)["problems"][0]["file"] == str(broken / "neo.yaml")
 
 
 def test_schema_is_json_with_the_enums(repo_root: Path) -> None:

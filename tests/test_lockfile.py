@@ -475,7 +475,7 @@ def test_update_times_out_while_another_holder_keeps_the_file_lock(tmp_path: Pat
 
     path = tmp_path / LOCK_NAME
     with (
-        filelock.FileLock(tmp_path / "neo.lock.lock"),
+        filelock.FileLock(tmp_path / ".neobuild" / "neo.lock.lock"),
         pytest.raises(LockError, match="being updated by another process") as caught,
     ):
         update_lock(path, {"a": make_entry("a")}, timeout=0.2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,8 @@ def test_lock_cache_never_hides_an_invalid_lock(tmp_path: Path) -> None:
 def test_no_cache_directory_is_created_beside_a_lock(tmp_path: Path) -> None:
     path = tmp_path / lockfile.LOCK_NAME
     lockfile.write_lock(path, Lock(models={"a": _entry(1)}))
+    # Writing keeps its file lock in .neobuild/; reading must not create the directory.
+    shutil.rmtree(tmp_path / ".neobuild")
     assert lockfile.read_lock(path).models["a"] == _entry(1)
     assert not (tmp_path / ".neobuild").exists()
 

@@ -138,7 +138,7 @@ def test_starter_validates_and_has_the_modeline(
     path = tmp_path / "neo.yaml"
     starter.write_starter(path)
     text = path.read_text()
-    assert text.startswith(f"# yaml-language-server: $schema={schema.SCHEMA_ID}\n")
+    assert text.startswith(f"# yaml-language-server: $schema={starter.SCHEMA_PATH}\n")
     loaded, problems = manifest.check(path, use_cache=False)
     assert problems == []
     assert loaded is not None and loaded.models == {}

@@ -134,11 +134,24 @@ class OnnxAdapter:
                         f"also {_common.describe_files(others)}",
                     )
                 )
-        _common.raise_problems(model, export_dir, problems, hint=HINT)
+        hint = HINT
+        if any(": input names" in p or ": input order" in p for p in problems):
+            hint = _names_hint(model)
+        _common.raise_problems(model, export_dir, problems, hint=hint)
         return Artifacts(files=files, inputs=inputs, warnings=tuple(warnings))
 
 
 ADAPTER = OnnxAdapter()
+
+
+def _names_hint(model: Model) -> str:
+    """The hint for input names that differ: an ONNX graph's names are in the file."""
+    return (
+        "the keys under `inputs:` in neo.yaml must be the ONNX graph's input names: "
+        f"rename them in model {model.name!r}'s `inputs:` to the names found above, or "
+        "set the names when exporting (torch.onnx.export(..., input_names=[...]), "
+        "tf2onnx --inputs, or onnx.helper.make_tensor_value_info(NAME, ...))"
+    )
 
 
 def _model_problems(name: str, info: OnnxInfo, model: Model) -> list[str]:
