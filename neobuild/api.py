@@ -150,6 +150,7 @@ def package(
     shard: str | None = None,
     wait: bool = False,
     junit: Path | None = None,
+    fork_server: bool = True,
     out: Output | None = None,
 ) -> BuildReport:
     """Build every selected stale model; see :func:`neobuild.build.build`."""
@@ -168,6 +169,7 @@ def package(
         shard=shard,
         wait=wait,
         junit=junit,
+        fork_server=fork_server,
         out=out or Output(),
     )
 

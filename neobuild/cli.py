@@ -276,6 +276,13 @@ def package(
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write a JUnit XML report.", metavar="FILE")
     ] = None,
+    fork_server: Annotated[
+        bool,
+        typer.Option(
+            "--fork-server/--no-fork-server",
+            help="Fork exports that share an environment from one pre-warmed process.",
+        ),
+    ] = True,
 ) -> None:
     """Export what is stale, check it, package it, render scripts and requests, update neo.lock."""
 
@@ -293,6 +300,7 @@ def package(
             shard=shard,
             wait=wait,
             junit=junit,
+            fork_server=fork_server,
             out=g.out,
         )
         if json_:
