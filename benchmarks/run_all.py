@@ -383,7 +383,7 @@ def torch_first_build(repeat: int, root: Path, n: int) -> Row:
         f"`--no-fork-server` {fmt(b)} ({b / n:.2f} s a model)",
         f"{b / a:.1f}x faster",
         "-",
-        cpu_note() + " (neobuild's process only: forked exports are not its children)",
+        cpu_note() + " (exports included: the server reaps them, neobuild reaps the server)",
     )
 
 
@@ -456,7 +456,7 @@ def versions() -> str:
     return (
         f"neobuild {__version__} at `{commit}`, Python {platform.python_version()}, "
         f"typer {version('typer')}, isal {version('isal')} (`{COMPRESSOR}`), "
-        f"torch {version('torch')}, {dvc_version() if (DVC_VENV / 'bin' / 'dvc').exists() else 'dvc n/a'}, "
+        f"torch {version('torch')}, dvc {dvc_version() if (DVC_VENV / 'bin' / 'dvc').exists() else 'dvc n/a'}, "
         f"{run(['tar', '--version'], HERE).splitlines()[0]}"
     )
 
