@@ -204,3 +204,55 @@ def test_cli_fork_server_option_becomes_the_api_keyword(
     result = CliRunner().invoke(cli.app, ["package", "--all", *flag])
     assert result.exit_code == 0, result.output
     assert seen["fork_server"] is expected
+
+
+TORCH_EXPORT = """
+import torch
+
+
+def export(out, inputs):
+    torch.manual_seed({seed})
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()).eval()
+    torch.jit.save(torch.jit.trace(model, torch.zeros(1, 3, 8, 8)), str(out / "model.pth"))
+"""
+
+
+@pytest.mark.slow
+def test_a_forked_pytorch_build_records_the_same_lock_as_plain_subprocesses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    monkeypatch.setattr(forkserver, "PREWARM", {"pytorch": ("torch",)})  # as shipped
+    from neobuild import api
+    from neobuild.lockfile import read_lock
+
+    locks = []
+    for fork_server in (True, False):
+        root = tmp_path / str(fork_server)
+        lines = ["version: 1", "models:"]
+        for i in range(2):
+            write(root, f"models/t{i}/export.py", TORCH_EXPORT.format(seed=i))
+            lines += [
+                f"  t{i}:",
+                "    framework: pytorch",
+                '    framework_version: "2.0"',
+                f"    export: models/t{i}/export.py:export",
+                "    inputs: {input0: [1, 3, 8, 8]}",
+                "    targets: [ml_c5]",
+                "    smoke: false",
+            ]
+        (root / "neo.yaml").write_text("\n".join(lines) + "\n")
+        report = api.package(
+            manifest_path=root / "neo.yaml",
+            all_models=True,
+            jobs=2,
+            allow_incomplete=True,
+            fork_server=fork_server,
+        )
+        assert report.ok, report.to_json()
+        locks.append(read_lock(root / "neo.lock"))
+    forked, plain = locks
+    for name in ("t0", "t1"):
+        assert forked.models[name].archive == plain.models[name].archive
+        assert forked.models[name].exported_with == plain.models[name].exported_with
+        assert "torch" in forked.models[name].exported_with
