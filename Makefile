@@ -1,12 +1,15 @@
 # Two entry points for a fresh machine (see README.md):
 #   make demo   installs neobuild and builds every example model (examples/neo.yaml)
 #   make test   installs neobuild with the test tools and runs ruff, mypy and the whole suite
+#   make bench  runs every benchmark scenario against its anchor (DVC, tar, python) and
+#               rewrites benchmarks/RESULTS.md; BENCH_ARGS="--models 200" for a shorter run
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: demo test lint typecheck docs pytest install dev clean
+.PHONY: demo test bench lint typecheck docs pytest install dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +46,9 @@ docs: dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 test: lint typecheck docs pytest
+
+bench: dev
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) examples/build site .pytest_cache .mypy_cache .ruff_cache

@@ -69,9 +69,16 @@ FRAMEWORK_MODULES = (
 )
 
 
+#: Framework modules a fork server imported in advance and the export has not imported
+#: (yet): left out of the recorded versions, as a fresh process would not have them.
+HIDDEN_MODULES: set[str] = set()
+
+
 def _framework_versions() -> dict[str, str]:
     versions = {}
     for name in FRAMEWORK_MODULES:
+        if name in HIDDEN_MODULES:
+            continue
         module = sys.modules.get(name)
         version = getattr(module, "__version__", None) if module is not None else None
         if isinstance(version, str):

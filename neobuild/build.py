@@ -715,11 +715,16 @@ def build(
     shard: str | None = None,
     wait: bool = False,
     junit: Path | None = None,
+    fork_server: bool = True,
     out: Output,
     compile_check: bool | None = None,
     strict: bool = False,
 ) -> BuildReport:
-    """Build the selected models that are stale (all of them with ``force``)."""
+    """Build the selected models that are stale (all of them with ``force``).
+
+    With ``fork_server`` (and on Linux) exports that share an environment are forked
+    from one pre-warmed process (:mod:`neobuild.forkserver`).
+    """
     from neobuild import lockfile
 
     started = time.monotonic()
@@ -822,17 +827,20 @@ def build(
                 ), None
 
         interrupted = False
+        from neobuild import forkserver
+
         try:
-            _run_parallel(
-                stale,
-                one,
-                reports,
-                writer,
-                jobs=jobs,
-                keep_going=keep_going,
-                out=out,
-                cancel=cancel,
-            )
+            with forkserver.session(fork_server and len(stale) > 1):
+                _run_parallel(
+                    stale,
+                    one,
+                    reports,
+                    writer,
+                    jobs=jobs,
+                    keep_going=keep_going,
+                    out=out,
+                    cancel=cancel,
+                )
             if all_models and since is None and shard is None:
                 _prune_undeclared(manifest, lock, writer, out)
         except KeyboardInterrupt:

@@ -66,6 +66,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # Plain click help: typer's rich help imports rich, markdown-it and pygments
+    # (~100 ms) before printing a line (issue 14: `--help` within 100 ms).
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -359,6 +362,13 @@ def package(
         bool,
         typer.Option("--strict", help="Fail a model whose compile check is unsupported/mismatch."),
     ] = False,
+    fork_server: Annotated[
+        bool,
+        typer.Option(
+            "--fork-server/--no-fork-server",
+            help="Fork exports that share an environment from one pre-warmed process.",
+        ),
+    ] = True,
 ) -> None:
     """Export what is stale, check it, package it, render scripts and requests, update neo.lock."""
 
@@ -394,6 +404,7 @@ def package(
             shard=shard,
             wait=wait_lock or wait_deprecated,
             junit=junit,
+            fork_server=fork_server,
             out=g.out,
             compile_check=compile_check,
             strict=strict,

@@ -17,6 +17,13 @@ Packing is one streaming pass: tar -> deflate -> a writer that hashes the compre
 and writes them to a temporary file beside the destination, renamed into place at the end
 (:mod:`neobuild.atomic`). Memory stays flat whatever the size of the weights.
 
+The pass is a three-stage pipeline over threads joined by small bounded queues, so that
+two cores work at once: the caller's thread reads the files and hashes them, a deflate
+thread compresses, a writer thread hashes the compressed bytes and writes them. hashlib
+and ISA-L release the GIL on large buffers. The deflate stream sees exactly the calls a
+single-threaded writer would make, in the same order, so the bytes do not change
+(a threaded deflate that splits the stream, like ``isal.igzip_threaded``, would).
+
 Deflate comes from ISA-L (``isal``) at :data:`COMPRESS_LEVEL`, several times faster than
 zlib. When ``isal`` is missing the standard library's zlib is used instead; the archive is
 just as valid and deterministic, but its bytes (and hash) differ from an isal-built one.
@@ -31,9 +38,11 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import queue
 import stat
 import struct
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -150,11 +159,45 @@ def _raw_deflate(use_isal: bool) -> tuple[_Compressor, Callable[[bytes, int], in
     return zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15), zlib.crc32
 
 
+_PIPELINE_DEPTH = 4
+"""Blocks (of up to :data:`BLOCK_SIZE`) waiting between two stages: bounds the memory."""
+
+
+class _Stage(threading.Thread):
+    """A pipeline stage: runs ``work`` on each item of its inbox, then ``end`` at ``None``.
+
+    After a failure the stage keeps draining its inbox (so the stage before it never blocks
+    on a full queue) and only records the first exception; ``end`` always runs, so the
+    stage after it is always told to stop.
+    """
+
+    def __init__(self, name: str, work: Callable[[bytes], None], end: Callable[[], None]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=_PIPELINE_DEPTH)
+        self.error: BaseException | None = None
+        self._work = work
+        self._end = end
+
+    def run(self) -> None:
+        while (item := self.inbox.get()) is not None:
+            if self.error is None:
+                try:
+                    self._work(item)
+                except BaseException as exc:  # re-raised by the caller's thread
+                    self.error = exc
+        try:
+            self._end()
+        except BaseException as exc:
+            self.error = self.error or exc
+
+
 class _GzipHashWriter:
     """Gzip-compresses what it gets, then hashes and writes the compressed bytes.
 
     The gzip framing is written here rather than by ``gzip.GzipFile`` so that every header
     byte is fixed (no file name, mtime 0, OS unknown) whichever deflate library runs.
+    Compression runs on one thread and hashing + writing on another (see the module
+    docstring); :meth:`finish` or :meth:`close` waits for both.
     """
 
     def __init__(self, sink: BinaryIO, *, use_isal: bool = True) -> None:
@@ -162,30 +205,67 @@ class _GzipHashWriter:
         self._deflate, self._crc32 = _raw_deflate(use_isal)
         self._crc = 0
         self._isize = 0
+        self._deflated = 0
+        self._finishing = False
         self.digest = hashlib.sha256()
         self.compressed_size = 0
-        self._emit(_GZIP_HEADER)
+        self._writer = _Stage("neobuild-pack-write", self._emit, lambda: None)
+        self._compressor = _Stage("neobuild-pack-deflate", self._compress, self._flush)
+        self._writer.inbox.put(_GZIP_HEADER)
+        self._writer.start()
+        self._compressor.start()
+
+    # -- stage work (on the stage threads)
 
     def _emit(self, data: bytes) -> None:
-        if data:
-            self.digest.update(data)
-            self._sink.write(data)
-            self.compressed_size += len(data)
+        self.digest.update(data)
+        self._sink.write(data)
+        self.compressed_size += len(data)
+
+    def _compress(self, data: bytes) -> None:
+        self._crc = self._crc32(data, self._crc)
+        self._deflated += len(data)
+        if out := self._deflate.compress(data):
+            self._writer.inbox.put(out)
+
+    def _flush(self) -> None:
+        try:
+            if self._finishing and self._compressor.error is None:
+                self._writer.inbox.put(self._deflate.flush())
+                trailer = struct.pack("<II", self._crc & 0xFFFFFFFF, self._deflated & 0xFFFFFFFF)
+                self._writer.inbox.put(trailer)
+        finally:
+            self._writer.inbox.put(None)
+
+    # -- the caller's side
+
+    def _raise_failure(self) -> None:
+        for stage in (self._compressor, self._writer):
+            if stage.error is not None:
+                raise stage.error
 
     def tell(self) -> int:
         """Uncompressed bytes written so far."""
         return self._isize
 
     def write(self, data: bytes) -> None:
-        """Compress and write ``data``."""
-        self._crc = self._crc32(data, self._crc)
+        """Compress and write ``data`` (queued; a stage's failure is raised here or later)."""
+        self._raise_failure()
         self._isize += len(data)
-        self._emit(self._deflate.compress(data))
+        self._compressor.inbox.put(data)
 
     def finish(self) -> None:
-        """Flush the deflate stream and write the gzip trailer (crc32, size mod 2**32)."""
-        self._emit(self._deflate.flush())
-        self._emit(struct.pack("<II", self._crc & 0xFFFFFFFF, self._isize & 0xFFFFFFFF))
+        """Flush the deflate stream, write the gzip trailer (crc32, size mod 2**32), wait."""
+        self._finishing = True
+        self.close()
+        self._raise_failure()
+
+    def close(self) -> None:
+        """Stop both stages and wait for them (without the trailer unless finishing)."""
+        if self._compressor.is_alive():
+            self._compressor.inbox.put(None)
+        self._compressor.join()
+        self._writer.join()
 
 
 def _utf8(name: str) -> bool:
@@ -478,18 +558,22 @@ def pack(
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(dest) as sink:
             writer = _GzipHashWriter(sink, use_isal=use_isal)
-            for entry in entries:
-                if entry.is_dir:
-                    writer.write(_member_header(entry.name, is_dir=True))
-                elif entry.data is not None:
-                    writer.write(_member_header(entry.name, size=len(entry.data)))
-                    writer.write(entry.data + _padding(len(entry.data)))
-                    sizes[entry.name], hashes[entry.name] = len(entry.data), hash_bytes(entry.data)
-                else:
-                    sizes[entry.name], hashes[entry.name] = _add_file(writer, entry)
-            writer.write(b"\0" * (2 * _BLOCK))  # end-of-archive marker
-            writer.write(b"\0" * (-writer.tell() % _RECORD))
-            writer.finish()
+            try:
+                for entry in entries:
+                    if entry.is_dir:
+                        writer.write(_member_header(entry.name, is_dir=True))
+                    elif entry.data is not None:
+                        writer.write(_member_header(entry.name, size=len(entry.data)))
+                        writer.write(entry.data + _padding(len(entry.data)))
+                        sizes[entry.name] = len(entry.data)
+                        hashes[entry.name] = hash_bytes(entry.data)
+                    else:
+                        sizes[entry.name], hashes[entry.name] = _add_file(writer, entry)
+                writer.write(b"\0" * (2 * _BLOCK))  # end-of-archive marker
+                writer.write(b"\0" * (-writer.tell() % _RECORD))
+                writer.finish()
+            finally:
+                writer.close()  # on an error: stop the stages before the temp file goes
     except PackageError:
         raise
     except OSError as exc:

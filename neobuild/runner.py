@@ -507,15 +507,7 @@ def run_export(
         _log_line(log_path, f"neobuild: export {ref} with {python} (timeout {model.timeout} s)")
         started = time.time() - 1.0  # file systems with coarse mtimes
         try:
-            proc = run_process(
-                [python, BOOTSTRAP, spec_path],
-                cwd=root,
-                env=_export_env(model, python),
-                timeout=model.timeout,
-                log_path=log_path,
-                stream=stream,
-                stream_prefix=f"[{model.name}] ",
-            )
+            proc = _start_export(model, python, spec_path, root, log_path, stream)
         except OSError as exc:
             raise ExportError(
                 f"export of model {model.name!r}: cannot start {python}: {exc.strerror or exc}",
@@ -579,6 +571,37 @@ def _written_since(root: Path, since: float, *, skip: Path, limit: int = 5) -> l
             if len(found) >= limit or seen > 20_000:
                 return found
     return found
+def _start_export(
+    model: Model, python: Path, spec_path: Path, root: Path, log_path: Path, stream: bool
+) -> ProcessResult:
+    """Run the bootstrap on a fork server when a build has one (:mod:`neobuild.forkserver`),
+    else in a fresh subprocess."""
+    from neobuild import forkserver
+
+    env = _export_env(model, python)
+    prefix = f"[{model.name}] "
+    forked = forkserver.run(
+        python,
+        spec_path,
+        framework=model.framework,
+        cwd=root,
+        env=env,
+        timeout=model.timeout,
+        log_path=log_path,
+        stream=stream,
+        stream_prefix=prefix,
+    )
+    if forked is not None:
+        return forked
+    return run_process(
+        [python, BOOTSTRAP, spec_path],
+        cwd=root,
+        env=env,
+        timeout=model.timeout,
+        log_path=log_path,
+        stream=stream,
+        stream_prefix=prefix,
+    )
 
 
 def _export_env(model: Model, python: Path) -> dict[str, str]:

@@ -123,9 +123,15 @@ class StatCache:
         Raises:
             OSError: the file does not exist or cannot be read.
         """
-        key, full = self._locate(path)
-        if st is None:
-            st = os.stat(full)
+        text = path if isinstance(path, str) else os.fspath(path)
+        if st is not None and text in self._entries and not os.path.isabs(text):
+            # The common case of a plan with nothing changed: a repo-relative posix key
+            # whose stat the caller has; no path arithmetic (issue 14's profile).
+            key = full = text
+        else:
+            key, full = self._locate(text)
+            if st is None:
+                st = os.stat(full)
         self._used.add(key)
         entry = self._entries.get(key)
         if (
@@ -137,7 +143,7 @@ class StatCache:
             and entry[4] == st.st_ctime_ns
         ):
             return "sha256:" + entry[5].hex()
-        digest = hash_file(Path(full))
+        digest = hash_file(Path(self._locate(text)[1]))
         self.reads += 1
         self._entries[key] = (
             st.st_dev,

@@ -531,3 +531,43 @@ def test_without_isal_the_zlib_fallback_is_used(tmp_path: Path, repo_root: Path)
     assert report["members"] == list(EXPECTED_MEMBERS) and report["problems"] == []
     same = pack(tmp_path / "e", FILES, tmp_path / "same.tar.gz", extra=EXTRA, use_isal=False)
     assert report["sha256"] == same.sha256
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+def _pack_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("neobuild-pack")]
+
+
+def test_a_failure_mid_archive_stops_the_pipeline_and_leaves_no_temp(tmp_path: Path) -> None:
+    # The second file is a FIFO: the reader fails after the first file's blocks are queued.
+    export = tmp_path / "e"
+    export.mkdir()
+    (export / "a.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    os.mkfifo(export / "b.fifo")
+    with pytest.raises(PackageError, match="FIFO"):
+        pack(export, ["a.bin", "b.fifo"], tmp_path / "out" / "model.tar.gz")
+    assert _pack_threads() == []
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_multi_block_archive_matches_a_one_shot_deflate(tmp_path: Path) -> None:
+    # The pipeline must give the bytes of one deflate stream over the whole tar: inflate
+    # the archive and re-deflate its tar stream in one call, with the same library.
+
+    from neobuild.package import _raw_deflate
+
+    export = tmp_path / "e"
+    export.mkdir()
+    (export / "big.bin").write_bytes(os.urandom(5 * 1024 * 1024 + 3) + bytes(2 * 1024 * 1024))
+    (export / "small.txt").write_text("x" * 700)
+    info = pack(export, ["big.bin", "small.txt"], tmp_path / "m.tar.gz", use_isal=False)
+    data = info.path.read_bytes()
+    tar = gzip.decompress(data)
+    deflate, _ = _raw_deflate(False)
+    body = deflate.compress(tar) + deflate.flush()
+    assert data[10:-8] == body
+    assert _pack_threads() == []

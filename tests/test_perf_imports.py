@@ -156,3 +156,77 @@ def test_lock_cache_temps_left_by_a_killed_writer_are_removed(tmp_path: Path) ->
     lockfile.write_lock(path, Lock(models={"a": _entry(1)}))
     assert not old.exists()
     assert fresh.exists()  # maybe another process's write in progress
+
+
+# What the CLI must not import before a command needs it (issue 14: start-up cost).
+CLI_HEAVY = (
+    "pydantic",
+    "rich",
+    "jinja2",
+    "boto3",
+    "botocore",
+    "torch",
+    "tensorflow",
+    "onnx",
+    "onnxruntime",
+    "xgboost",
+    "mxnet",
+    "keras",
+    "numpy",
+)
+
+
+def _loaded_after(code: str, tmp_path: Path) -> list[str]:
+    probe = f"""
+import json, sys
+{code}
+print(json.dumps(sorted(m for m in {CLI_HEAVY!r} if m in sys.modules)))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORCE_COLOR", "TYPER_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env=env,
+    ).stdout
+    loaded: list[str] = json.loads(out.splitlines()[-1])
+    return loaded
+
+
+def test_importing_the_cli_loads_nothing_heavy(tmp_path: Path) -> None:
+    assert _loaded_after("import neobuild.cli", tmp_path) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["plan", "--help"], ["--version"]])
+def test_help_and_version_load_nothing_heavy(tmp_path: Path, argv: list[str]) -> None:
+    # typer >= 0.29 imports pydantic while parsing options, and typer's rich help imports
+    # rich and markdown-it: neither may come back with an upgrade.
+    code = f"""
+import contextlib, io, sys
+sys.argv = ["neobuild", *{argv!r}]
+from neobuild.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as text:
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None), exc.code
+assert "neobuild" in text.getvalue() or "Usage" in text.getvalue(), text.getvalue()
+"""
+    assert _loaded_after(code, tmp_path) == []
+
+
+def test_plan_of_an_empty_project_loads_nothing_heavy(tmp_path: Path) -> None:
+    (tmp_path / "neo.yaml").write_text("version: 1\nmodels: {}\n")
+    code = """
+import contextlib, io, sys
+sys.argv = ["neobuild", "plan", "--json"]
+from neobuild.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None), exc.code
+"""
+    assert _loaded_after(code, tmp_path) == []
