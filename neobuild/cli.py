@@ -413,7 +413,9 @@ def package(
     _run(ctx, body)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(["neobuild check --all", "neobuild check resnet18 --strict --json"])
+)
 def check(
     ctx: typer.Context,
     models: ModelsArg = None,
