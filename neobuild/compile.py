@@ -28,7 +28,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neobuild.errors import AwsError, NeobuildError, RequestError, UsageError
+from neobuild.errors import (
+    AwsError,
+    CompileFailedError,
+    JobExistsError,
+    NeobuildError,
+    RequestError,
+    ThrottledError,
+    UsageError,
+)
 from neobuild.model import Manifest, Model
 
 if TYPE_CHECKING:
@@ -151,14 +159,6 @@ class CompileResult:
             "waited": self.waited,
             "jobs": [i.to_json() for i in self.items],
         }
-
-
-class CompileFailedError(AwsError):
-    """One or more compilation jobs ended FAILED or STOPPED; ``result`` holds them all."""
-
-    def __init__(self, message: str, *, result: CompileResult, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.result = result
 
 
 @dataclass(frozen=True)
@@ -372,7 +372,7 @@ def _submit_one(
             client.require_object(uri, sha256=sha256)
     try:
         item.arn = client.create_compilation_job(request)
-    except aws.JobExistsError:
+    except JobExistsError:
         # created by a concurrent run between our describe and create
         item.apply(client.describe_compilation_job(name))
         item.existed = True
@@ -402,8 +402,6 @@ def _wait(
     on_event: EventSink,
 ) -> None:
     """Poll every unfinished job until all are terminal; AwsError on timeout."""
-    from neobuild import aws
-
     running = [i for i in items if not i.terminal]
     if not running:
         return
@@ -419,7 +417,7 @@ def _wait(
             assert item.job_name is not None
             try:
                 job = clients.get(item.region).describe_compilation_job(item.job_name)
-            except aws.ThrottledError:
+            except ThrottledError:
                 throttled = True
                 still.append(item)
                 continue
@@ -467,14 +465,12 @@ def _wait(
 
 def _refresh(items: Sequence[CompileItem], clients: _Clients, on_event: EventSink) -> None:
     """Describe each newly created job once, so the lock holds its real state (best effort)."""
-    from neobuild import aws
-
     for item in items:
         if item.existed or item.job_name is None or item.terminal:
             continue
         try:
             job = clients.get(item.region).describe_compilation_job(item.job_name)
-        except aws.ThrottledError:
+        except ThrottledError:
             continue
         item.apply(job)
         if item.status != "STARTING":

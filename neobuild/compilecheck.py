@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from neobuild import runner
-from neobuild.errors import NeobuildError, UsageError
+from neobuild.errors import CompileCheckError, UsageError
 from neobuild.model import Manifest, Model
 from neobuild.render import builtin_templates_dir
 
@@ -88,14 +88,6 @@ NOT_CHECKED_WHY: Mapping[str, str] = {
 _SOURCE = {"onnx": "onnx", "pytorch": "onnx", "tflite": "tflite", "xgboost": "xgboost"}
 
 _OPS_RE = re.compile(r"operators are not supported for frontend \w+:\s*(.+)", re.S)
-
-
-class CompileCheckError(NeobuildError):
-    """``--strict``: a model's compile check found an unsupported operator or a mismatch."""
-
-    def __init__(self, message: str, *, compile_check: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.compile_check = compile_check  # the result, kept on the failed model's report
 
 
 @dataclass(frozen=True)

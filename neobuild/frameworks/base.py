@@ -3,7 +3,7 @@
 An adapter knows the files Neo expects for its framework (NEO_REFERENCE §2.4),
 checks an export directory against them and against the manifest's inputs (§2.3),
 and may normalise the exported files so archives are byte-reproducible. It inspects
-with light readers (zipfile, json, h5py, protobuf, tflite) and never imports the
+with light readers (zipfile, json, h5py, a protobuf wire reader, tflite) and never imports the
 framework itself into neobuild's process.
 """
 
