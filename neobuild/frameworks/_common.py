@@ -76,14 +76,18 @@ def pick_one(
     return None, [expected_found("export", expected, describe_files(matches))]
 
 
-def top_level(files: Sequence[str]) -> list[str]:
+def top_level(files: Sequence[str], what: str | None = None) -> list[str]:
     """Problems for model files that are not at the top of the export directory.
 
     Neo looks for the model files at the archive root; an extra directory level breaks
     compilation and deployment (NEO_REFERENCE §2.4, packaging notes).
+
+    Args:
+        files: the model files, relative to the export directory.
+        what: how the message names the file (default: its base name).
     """
     return [
-        expected_found(f, f"{f.rsplit('/', 1)[-1]} at the top of the export directory", f)
+        expected_found(f, f"{what or f.rsplit('/', 1)[-1]} at the top of the export directory", f)
         for f in files
         if "/" in f
     ]
@@ -166,6 +170,31 @@ def compare_inputs(
                 )
             )
     return problems
+
+
+def static_inputs(found: Mapping[str, FoundShape | None]) -> dict[str, tuple[int, ...]]:
+    """The shapes read from a file as :class:`Artifacts` records them: ``-1`` for dynamic.
+
+    Inputs whose shape the file does not record are left out.
+    """
+    return {
+        name: tuple(-1 if d is None else d for d in shape)
+        for name, shape in found.items()
+        if shape is not None
+    }
+
+
+def version_tuple(version: str, parts: int) -> tuple[int, ...]:
+    """The first ``parts`` numbers of a version: ``("2.13.1", 3)`` -> ``(2, 13, 1)``.
+
+    Each dot-separated part keeps its digits only (``"3rc1"`` reads as 31), and a part
+    without digits counts as 0: a loose reading, enough to compare with Neo's versions.
+    """
+    numbers = []
+    for part in version.split(".")[:parts]:
+        digits = "".join(c for c in part if c.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers)
 
 
 def major_minor(version: str | None) -> tuple[int, int] | None:
