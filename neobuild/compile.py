@@ -179,33 +179,30 @@ class CompileEvent:
     elapsed: float = 0.0
 
 
+#: The sentence of each event kind; ``{e}`` is the event (see :func:`describe_event`).
+_EVENT_TEXT: Mapping[str, str] = {
+    "checked": "{where}: request passes pre-flight",
+    "uploaded": "{where}: uploaded {e.message}",
+    "upload-skipped": "{where}: {e.message} is already uploaded (same sha256)",
+    "created": "{where}: created {job}",
+    "exists": "{where}: {job} already exists ({e.status}); not recreated",
+    "status": "{where}: {job} is {e.status} after {e.elapsed:.0f}s",
+    "waiting": "waiting for {e.message} (next check in {e.elapsed:.0f}s)",
+    "throttled": "SageMaker is throttling DescribeCompilationJob; slowing down ({e.message})",
+    "stopping": "{where}: asked SageMaker to stop {job}",
+    "stop-failed": "{where}: could not stop {job}: {e.message}",
+    "lock-skipped": "{where}: not recorded in neo.lock: {e.message}",
+}
+
+
 def describe_event(event: CompileEvent) -> str:
     """A one-line human sentence for an event."""
     where = f"{event.model} [{event.target}]" if event.model else ""
     job = f"job {event.job_name}" if event.job_name else "job"
-    if event.kind == "checked":
-        return f"{where}: request passes pre-flight"
-    if event.kind == "uploaded":
-        return f"{where}: uploaded {event.message}"
-    if event.kind == "upload-skipped":
-        return f"{where}: {event.message} is already uploaded (same sha256)"
-    if event.kind == "created":
-        return f"{where}: created {job}"
-    if event.kind == "exists":
-        return f"{where}: {job} already exists ({event.status}); not recreated"
-    if event.kind == "status":
-        return f"{where}: {job} is {event.status} after {event.elapsed:.0f}s"
-    if event.kind == "waiting":
-        return f"waiting for {event.message} (next check in {event.elapsed:.0f}s)"
-    if event.kind == "throttled":
-        return f"SageMaker is throttling DescribeCompilationJob; slowing down ({event.message})"
-    if event.kind == "stopping":
-        return f"{where}: asked SageMaker to stop {job}"
-    if event.kind == "stop-failed":
-        return f"{where}: could not stop {job}: {event.message}"
-    if event.kind == "lock-skipped":
-        return f"{where}: not recorded in neo.lock: {event.message}"
-    return f"{where}: {event.kind} {event.message}".strip()
+    text = _EVENT_TEXT.get(event.kind)
+    if text is None:
+        return f"{where}: {event.kind} {event.message}".strip()
+    return text.format(where=where, job=job, e=event)
 
 
 EventSink = Callable[[CompileEvent], None]
