@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 Severity = Literal["error", "warning"]
 
@@ -170,8 +170,8 @@ class CacheError(NeobuildError):
     """The shared build cache could not be read or written."""
 
 
-# --------------------------------------------------------------------------- moved from leaves
-# The leaf modules' own exceptions (issue 13: every exception in errors.py).
+# --------------------------------------------------------------------------- compile jobs, compile check
+# Raised by aws.py, compile.py and compilecheck.py (issue 13: every exception in errors.py).
 
 
 class ThrottledError(AwsError):
@@ -189,7 +189,7 @@ class CompileFailedError(AwsError):
     errors.py imports nothing from neobuild).
     """
 
-    def __init__(self, message: str, *, result: Any, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, result: object, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.result = result
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from neobuild.errors import ArtifactError
+from neobuild.filekind import file_kind as _kind  # scan_export_dir's name for it
 from neobuild.model import Inputs, Model
 
 #: A shape read from a model file; ``None`` marks a dynamic (symbolic) dimension.
@@ -220,13 +221,3 @@ def raise_problems(
 
 def _names(names: Sequence[str]) -> str:
     return "[" + ", ".join(repr(n) for n in names) + "]" if names else "no inputs"
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "a special file"
