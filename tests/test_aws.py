@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from neobuild import aws
-from neobuild.errors import AwsError, JobExistsError
+from neobuild.errors import AwsError
 
 pytest_plugins = ["moto_server"]
 
@@ -159,7 +159,7 @@ def test_create_describe_exists_list(moto_env: str) -> None:
     assert client.find_compilation_job("m-ml-c5-0123abcd") is None
     arn = client.create_compilation_job(_request())
     assert arn.endswith(":compilation-job/m-ml-c5-0123abcd")
-    with pytest.raises(JobExistsError, match="already exists"):
+    with pytest.raises(aws.JobExistsError, match="already exists"):
         client.create_compilation_job(_request())
     job = client.describe_compilation_job("m-ml-c5-0123abcd")
     assert job.arn == arn and job.status == "COMPLETED" and job.terminal

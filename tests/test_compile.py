@@ -15,11 +15,12 @@ from botocore.stub import Stubber
 from neobuild import aws, lockfile, package, request
 from neobuild.compile import (
     CompileEvent,
+    CompileFailedError,
     CompileItem,
     compile_models,
     describe_event,
 )
-from neobuild.errors import AwsError, CompileFailedError, RequestError, UsageError
+from neobuild.errors import AwsError, RequestError, UsageError
 from neobuild.model import (
     CompileSettings,
     ExportRef,
