@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from neobuild.frameworks import _common
 from neobuild.model import Model, Shape
@@ -120,10 +120,10 @@ class AdapterBase:
     :meth:`describe_layout` says) and ``hint`` (what to do when the check fails).
     """
 
-    name: ClassVar[str]
-    version: ClassVar[str]
-    layout: ClassVar[str]
-    hint: ClassVar[str]
+    name: str
+    version: str
+    layout: str
+    hint: str
 
     def describe_layout(self) -> str:
         """One sentence naming the files Neo expects."""
