@@ -22,14 +22,15 @@ import hashlib
 import importlib.util
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from neobuild import __version__
-from neobuild.errors import AwsError, UsageError
+from neobuild.errors import AwsError, JobExistsError, ThrottledError, UsageError
+from neobuild.hashing import hash_file
 
 #: CompilationJobStatus values that end a job (NEO_REFERENCE §1.4).
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "STOPPED"})
@@ -54,6 +55,10 @@ THROTTLING_CODES = frozenset(
 SINGLE_PUT_LIMIT = 64 * 1024 * 1024
 
 _S3_URI = re.compile(r"s3://([^/]+)/(.+)")
+#: Error codes S3 answers for a missing object.
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+
+_T = TypeVar("_T")
 
 
 # --------------------------------------------------------------------------- install
@@ -141,10 +146,6 @@ def _client_message(exc: BaseException) -> str:
     return str(exc)
 
 
-class ThrottledError(AwsError):
-    """AWS answered with a throttling error even after botocore's own retries."""
-
-
 def wrap_error(exc: BaseException, action: str) -> AwsError:
     """Turn a botocore exception into an AwsError saying what failed and what to do.
 
@@ -217,8 +218,23 @@ def aws_errors(action: str) -> Iterator[None]:
         raise wrap_error(exc, action) from exc
 
 
-class JobExistsError(AwsError):
-    """CreateCompilationJob answered ResourceInUse: a job with this name exists."""
+def unless_missing(action: str, call: Callable[[], _T]) -> _T | None:
+    """``call()``, or None when S3 answers "no such object"; any other failure as an AwsError.
+
+    Args:
+        action: what neobuild was doing, for the message, e.g. ``"reading s3://b/k"``.
+        call: the S3 request.
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        if error_code(exc) in _NOT_FOUND:
+            return None
+        raise wrap_error(exc, action) from exc
+    except Exception as exc:
+        raise wrap_error(exc, action) from exc
 
 
 # --------------------------------------------------------------------------- S3 URIs
@@ -241,15 +257,6 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 def sha256_hex(digest: str) -> str:
     """``"sha256:<hex>"`` or ``"<hex>"`` -> ``"<hex>"``."""
     return digest.removeprefix("sha256:").lower()
-
-
-def file_sha256(path: Path) -> str:
-    """``"sha256:<hex>"`` of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return f"sha256:{digest.hexdigest()}"
 
 
 # --------------------------------------------------------------------------- results
@@ -417,17 +424,13 @@ class Aws:
         Raises:
             AwsError: any failure other than "not found".
         """
-        from botocore.exceptions import ClientError
-
         bucket, key = parse_s3_uri(uri)
-        try:
-            head = self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        except ClientError as exc:
-            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
-                return None
-            raise wrap_error(exc, f"reading {uri}") from exc
-        except Exception as exc:
-            raise wrap_error(exc, f"reading {uri}") from exc
+        head = unless_missing(
+            f"reading {uri}",
+            lambda: self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED"),
+        )
+        if head is None:
+            return None
         digest = (head.get("Metadata") or {}).get("sha256")
         if not digest:
             checksum = head.get("ChecksumSHA256")
@@ -474,7 +477,7 @@ class Aws:
         """
         bucket, key = parse_s3_uri(uri)
         size = path.stat().st_size
-        actual = file_sha256(path)
+        actual = hash_file(path)
         if actual != f"sha256:{sha256_hex(sha256)}":
             raise AwsError(
                 f"{path} has sha256 {actual}, not {sha256} as recorded: not uploading it",
@@ -530,33 +533,21 @@ class Aws:
 
     def get_bytes(self, uri: str) -> bytes | None:
         """The object's bytes, or None when there is no such object."""
-        from botocore.exceptions import ClientError
-
         bucket, key = parse_s3_uri(uri)
-        try:
-            response = self.s3.get_object(Bucket=bucket, Key=key)
-            return bytes(response["Body"].read())
-        except ClientError as exc:
-            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
-                return None
-            raise wrap_error(exc, f"reading {uri}") from exc
-        except Exception as exc:
-            raise wrap_error(exc, f"reading {uri}") from exc
+        return unless_missing(
+            f"reading {uri}",
+            lambda: bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()),
+        )
 
     def download_file(self, uri: str, dest: Path) -> bool:
         """Download ``uri`` to ``dest``; False when there is no such object."""
-        from botocore.exceptions import ClientError
-
         bucket, key = parse_s3_uri(uri)
-        try:
+
+        def download() -> bool:
             self.s3.download_file(bucket, key, str(dest))
-        except ClientError as exc:
-            if error_code(exc) in {"404", "NoSuchKey", "NotFound"}:
-                return False
-            raise wrap_error(exc, f"downloading {uri}") from exc
-        except Exception as exc:
-            raise wrap_error(exc, f"downloading {uri}") from exc
-        return True
+            return True
+
+        return unless_missing(f"downloading {uri}", download) is not None
 
     def delete_object(self, uri: str) -> None:
         bucket, key = parse_s3_uri(uri)

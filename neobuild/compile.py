@@ -28,7 +28,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neobuild.errors import AwsError, NeobuildError, RequestError, UsageError
+from neobuild.errors import (
+    AwsError,
+    CompileFailedError,
+    JobExistsError,
+    NeobuildError,
+    RequestError,
+    ThrottledError,
+    UsageError,
+)
 from neobuild.model import Manifest, Model
 
 if TYPE_CHECKING:
@@ -153,14 +161,6 @@ class CompileResult:
         }
 
 
-class CompileFailedError(AwsError):
-    """One or more compilation jobs ended FAILED or STOPPED; ``result`` holds them all."""
-
-    def __init__(self, message: str, *, result: CompileResult, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.result = result
-
-
 @dataclass(frozen=True)
 class CompileEvent:
     """A step of a compile run, for progress display.
@@ -179,33 +179,30 @@ class CompileEvent:
     elapsed: float = 0.0
 
 
+#: The sentence of each event kind; ``{e}`` is the event (see :func:`describe_event`).
+_EVENT_TEXT: Mapping[str, str] = {
+    "checked": "{where}: request passes pre-flight",
+    "uploaded": "{where}: uploaded {e.message}",
+    "upload-skipped": "{where}: {e.message} is already uploaded (same sha256)",
+    "created": "{where}: created {job}",
+    "exists": "{where}: {job} already exists ({e.status}); not recreated",
+    "status": "{where}: {job} is {e.status} after {e.elapsed:.0f}s",
+    "waiting": "waiting for {e.message} (next check in {e.elapsed:.0f}s)",
+    "throttled": "SageMaker is throttling DescribeCompilationJob; slowing down ({e.message})",
+    "stopping": "{where}: asked SageMaker to stop {job}",
+    "stop-failed": "{where}: could not stop {job}: {e.message}",
+    "lock-skipped": "{where}: not recorded in neo.lock: {e.message}",
+}
+
+
 def describe_event(event: CompileEvent) -> str:
     """A one-line human sentence for an event."""
     where = f"{event.model} [{event.target}]" if event.model else ""
     job = f"job {event.job_name}" if event.job_name else "job"
-    if event.kind == "checked":
-        return f"{where}: request passes pre-flight"
-    if event.kind == "uploaded":
-        return f"{where}: uploaded {event.message}"
-    if event.kind == "upload-skipped":
-        return f"{where}: {event.message} is already uploaded (same sha256)"
-    if event.kind == "created":
-        return f"{where}: created {job}"
-    if event.kind == "exists":
-        return f"{where}: {job} already exists ({event.status}); not recreated"
-    if event.kind == "status":
-        return f"{where}: {job} is {event.status} after {event.elapsed:.0f}s"
-    if event.kind == "waiting":
-        return f"waiting for {event.message} (next check in {event.elapsed:.0f}s)"
-    if event.kind == "throttled":
-        return f"SageMaker is throttling DescribeCompilationJob; slowing down ({event.message})"
-    if event.kind == "stopping":
-        return f"{where}: asked SageMaker to stop {job}"
-    if event.kind == "stop-failed":
-        return f"{where}: could not stop {job}: {event.message}"
-    if event.kind == "lock-skipped":
-        return f"{where}: not recorded in neo.lock: {event.message}"
-    return f"{where}: {event.kind} {event.message}".strip()
+    text = _EVENT_TEXT.get(event.kind)
+    if text is None:
+        return f"{where}: {event.kind} {event.message}".strip()
+    return text.format(where=where, job=job, e=event)
 
 
 EventSink = Callable[[CompileEvent], None]
@@ -372,7 +369,7 @@ def _submit_one(
             client.require_object(uri, sha256=sha256)
     try:
         item.arn = client.create_compilation_job(request)
-    except aws.JobExistsError:
+    except JobExistsError:
         # created by a concurrent run between our describe and create
         item.apply(client.describe_compilation_job(name))
         item.existed = True
@@ -402,8 +399,6 @@ def _wait(
     on_event: EventSink,
 ) -> None:
     """Poll every unfinished job until all are terminal; AwsError on timeout."""
-    from neobuild import aws
-
     running = [i for i in items if not i.terminal]
     if not running:
         return
@@ -419,7 +414,7 @@ def _wait(
             assert item.job_name is not None
             try:
                 job = clients.get(item.region).describe_compilation_job(item.job_name)
-            except aws.ThrottledError:
+            except ThrottledError:
                 throttled = True
                 still.append(item)
                 continue
@@ -467,14 +462,12 @@ def _wait(
 
 def _refresh(items: Sequence[CompileItem], clients: _Clients, on_event: EventSink) -> None:
     """Describe each newly created job once, so the lock holds its real state (best effort)."""
-    from neobuild import aws
-
     for item in items:
         if item.existed or item.job_name is None or item.terminal:
             continue
         try:
             job = clients.get(item.region).describe_compilation_job(item.job_name)
-        except aws.ThrottledError:
+        except ThrottledError:
             continue
         item.apply(job)
         if item.status != "STARTING":

@@ -11,7 +11,7 @@ frontends, so a model that passes here may still fail there, and the reverse. It
 nothing about speed (untuned TVM code is much slower than the framework's runtime).
 
 Two processes per model, both started through :func:`neobuild.runner.run_process` and
-driven by the stdlib-only script ``templates/compilecheck/worker.py``:
+driven by the stdlib-only script ``neobuild/_compile_worker.py`` (see :mod:`neobuild.scripts`):
 
 * ``reference``, in the model's export environment (where its framework is): the input,
   the framework's outputs, and for PyTorch the ONNX conversion
@@ -24,7 +24,6 @@ See docs/compile-check.md.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -36,10 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neobuild import runner
-from neobuild.errors import NeobuildError, UsageError
+from neobuild import runner, scripts
+from neobuild.errors import CompileCheckError, UsageError
 from neobuild.model import Manifest, Model
-from neobuild.render import builtin_templates_dir
 
 __all__ = [
     "ATOL",
@@ -88,14 +86,6 @@ NOT_CHECKED_WHY: Mapping[str, str] = {
 _SOURCE = {"onnx": "onnx", "pytorch": "onnx", "tflite": "tflite", "xgboost": "xgboost"}
 
 _OPS_RE = re.compile(r"operators are not supported for frontend \w+:\s*(.+)", re.S)
-
-
-class CompileCheckError(NeobuildError):
-    """``--strict``: a model's compile check found an unsupported operator or a mismatch."""
-
-    def __init__(self, message: str, *, compile_check: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.compile_check = compile_check  # the result, kept on the failed model's report
 
 
 @dataclass(frozen=True)
@@ -151,8 +141,8 @@ class CheckResult:
 
 
 def worker_path() -> Path:
-    """The worker script (shipped with the templates, run by path)."""
-    return builtin_templates_dir() / "compilecheck" / "worker.py"
+    """The worker script (``neobuild/_compile_worker.py``, run by path)."""
+    return scripts.COMPILE_WORKER
 
 
 # --------------------------------------------------------------------------- the extra
@@ -173,13 +163,7 @@ def require_extra(frameworks: Iterable[str], *, timeout: float = 120.0) -> None:
     with tempfile.TemporaryDirectory(prefix="neobuild-compilecheck-probe-") as tmp:
         work = Path(tmp)
         outcome, process = _run_worker(
-            "probe",
-            {"frameworks": wanted},
-            work=work,
-            python=Path(sys.executable),
-            env=_own_env(),
-            timeout=timeout,
-            log_path=work / "probe.log",
+            "probe", {"frameworks": wanted}, work=work, timeout=timeout, log_path=work / "probe.log"
         )
         if outcome.get("ok") is True:
             return
@@ -262,13 +246,7 @@ def _check_in(
         # The framework's runtime (e.g. onnxruntime) is not in the export environment:
         # neobuild's own environment may have it.
         ref, process = _run_worker(
-            "reference",
-            config,
-            work=work,
-            python=own,
-            env=_own_env(),
-            timeout=timeout,
-            log_path=log_path,
+            "reference", config, work=work, timeout=timeout, log_path=log_path
         )
     if ref.get("ok") is not True:
         return CheckResult(
@@ -285,16 +263,7 @@ def _check_in(
         input_order=list(ref.get("input_names") or []),
         memory_mb=memory_mb,
     )
-    (work / "result.json").unlink(missing_ok=True)
-    out, process = _run_worker(
-        "compile",
-        config,
-        work=work,
-        python=own,
-        env=_own_env(),
-        timeout=timeout,
-        log_path=log_path,
-    )
+    out, process = _run_worker("compile", config, work=work, timeout=timeout, log_path=log_path)
     compiler = str(out["compiler"]) if out.get("compiler") else None
     if out.get("ok") is not True:
         kind = out.get("kind")
@@ -379,33 +348,23 @@ def _run_worker(
     config: dict[str, Any],
     *,
     work: Path,
-    python: Path,
-    env: dict[str, str],
+    python: Path | None = None,
+    env: dict[str, str] | None = None,
     timeout: float,
     log_path: Path,
 ) -> tuple[dict[str, Any], runner.ProcessResult]:
-    config = {**config, "work": str(work)}
-    config_path = work / f"{step}.json"
-    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
-    result_path = work / "result.json"
-    result_path.unlink(missing_ok=True)
-    env = {**env, "PYTHONDONTWRITEBYTECODE": "1", "TVM_FFI_DISABLE_TORCH_C_DLPACK": "1"}
-    process = runner.run_process(
-        [str(python), str(worker_path()), step, str(config_path)],
-        cwd=work,
-        env=env,
+    """One worker step; ``python``/``env`` default to neobuild's own (see :func:`_own_env`)."""
+    return scripts.run_script(
+        scripts.COMPILE_WORKER,
+        {**config, "work": str(work)},
+        config_path=work / f"{step}.json",
+        result_path=work / "result.json",
+        python=python or Path(sys.executable),
+        env={**(env if env is not None else _own_env()), "TVM_FFI_DISABLE_TORCH_C_DLPACK": "1"},
         timeout=timeout,
         log_path=log_path,
+        args=[step],
     )
-    outcome: dict[str, Any] = {}
-    if result_path.is_file():
-        try:
-            loaded = json.loads(result_path.read_text(encoding="utf-8"))
-        except ValueError:
-            loaded = None
-        if isinstance(loaded, dict):
-            outcome = loaded
-    return outcome, process
 
 
 def _why(

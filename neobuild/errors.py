@@ -168,3 +168,35 @@ class AwsError(NeobuildError):
 
 class CacheError(NeobuildError):
     """The shared build cache could not be read or written."""
+
+
+# --------------------------------------------------------------------------- compile jobs, compile check
+# Raised by aws.py, compile.py and compilecheck.py (issue 13: every exception in errors.py).
+
+
+class ThrottledError(AwsError):
+    """AWS answered with a throttling error even after botocore's own retries."""
+
+
+class JobExistsError(AwsError):
+    """CreateCompilationJob answered ResourceInUse: a job with this name exists."""
+
+
+class CompileFailedError(AwsError):
+    """One or more compilation jobs ended FAILED or STOPPED; ``result`` holds them all.
+
+    ``result`` is the run's :class:`neobuild.compile.CompileResult` (typed loosely here:
+    errors.py imports nothing from neobuild).
+    """
+
+    def __init__(self, message: str, *, result: object, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.result = result
+
+
+class CompileCheckError(NeobuildError):
+    """``--strict``: a model's compile check found an unsupported operator or a mismatch."""
+
+    def __init__(self, message: str, *, compile_check: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.compile_check = compile_check  # the result, kept on the failed model's report

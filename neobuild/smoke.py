@@ -2,7 +2,7 @@
 
 The rendered ``code/inference.py`` (and ``code/inference_inf1.py``) runs in the model's
 export environment, through :func:`neobuild.runner.run_process`, driven by the
-stdlib-only script ``templates/smoke/driver.py``: ``model_fn`` -> ``input_fn`` ->
+stdlib-only script ``neobuild/_smoke_driver.py`` (see :mod:`neobuild.scripts`): ``model_fn`` -> ``input_fn`` ->
 ``predict_fn`` -> ``output_fn`` for PyTorch/MXNet, ``input_handler`` -> the SavedModel's
 ``serving_default`` signature -> ``output_handler`` for TensorFlow Serving, and
 ``neo_preprocess`` -> the framework's own runtime -> ``neo_postprocess`` for DLR
@@ -13,17 +13,16 @@ its input names, shapes and formats, not Neo's compilation.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from neobuild import runner
+from neobuild import runner, scripts
 from neobuild.errors import SmokeTestError
 from neobuild.model import Manifest, Model
-from neobuild.render import INF1_TEMPLATE, builtin_templates_dir, outputs_for, render_model
+from neobuild.render import INF1_TEMPLATE, outputs_for, render_model
 
 __all__ = ["PASSED", "SMOKE_FAMILIES", "driver_path", "smoke_test"]
 
@@ -42,8 +41,8 @@ _SMOKE_TIMEOUT = 900.0
 
 
 def driver_path() -> Path:
-    """The driver script run in the export environment (shipped with the templates)."""
-    return builtin_templates_dir() / "smoke" / "driver.py"
+    """The driver script run in the export environment (``neobuild/_smoke_driver.py``)."""
+    return scripts.SMOKE_DRIVER
 
 
 def _link_export(export_dir: Path, model_dir: Path) -> None:
@@ -148,24 +147,18 @@ def _run_one(
         "dtype": "float32",
         "result": str(result_path),
     }
-    config_path = work / f"config-{handler.stem}.json"
-    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
     env = runner.scrubbed_env(model.env_dict)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    process = runner.run_process(
-        [str(python), str(driver_path()), str(config_path)],
-        cwd=work,
+    outcome, process = scripts.run_script(
+        scripts.SMOKE_DRIVER,
+        config,
+        config_path=work / f"config-{handler.stem}.json",
+        result_path=result_path,
+        python=python,
         env=env,
         timeout=timeout,
         log_path=log_path,
     )
-    outcome: dict[str, object] = {}
-    if result_path.is_file():
-        try:
-            outcome = json.loads(result_path.read_text(encoding="utf-8"))
-        except ValueError:
-            outcome = {}
     if process.ok and outcome.get("ok") is True:
         return
     if process.timed_out:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from neobuild.errors import ArtifactError
+from neobuild.filekind import file_kind as _kind  # scan_export_dir's name for it
 from neobuild.model import Inputs, Model
 
 #: A shape read from a model file; ``None`` marks a dynamic (symbolic) dimension.
@@ -76,14 +77,18 @@ def pick_one(
     return None, [expected_found("export", expected, describe_files(matches))]
 
 
-def top_level(files: Sequence[str]) -> list[str]:
+def top_level(files: Sequence[str], what: str | None = None) -> list[str]:
     """Problems for model files that are not at the top of the export directory.
 
     Neo looks for the model files at the archive root; an extra directory level breaks
     compilation and deployment (NEO_REFERENCE §2.4, packaging notes).
+
+    Args:
+        files: the model files, relative to the export directory.
+        what: how the message names the file (default: its base name).
     """
     return [
-        expected_found(f, f"{f.rsplit('/', 1)[-1]} at the top of the export directory", f)
+        expected_found(f, f"{what or f.rsplit('/', 1)[-1]} at the top of the export directory", f)
         for f in files
         if "/" in f
     ]
@@ -168,6 +173,31 @@ def compare_inputs(
     return problems
 
 
+def static_inputs(found: Mapping[str, FoundShape | None]) -> dict[str, tuple[int, ...]]:
+    """The shapes read from a file as :class:`Artifacts` records them: ``-1`` for dynamic.
+
+    Inputs whose shape the file does not record are left out.
+    """
+    return {
+        name: tuple(-1 if d is None else d for d in shape)
+        for name, shape in found.items()
+        if shape is not None
+    }
+
+
+def version_tuple(version: str, parts: int) -> tuple[int, ...]:
+    """The first ``parts`` numbers of a version: ``("2.13.1", 3)`` -> ``(2, 13, 1)``.
+
+    Each dot-separated part keeps its digits only (``"3rc1"`` reads as 31), and a part
+    without digits counts as 0: a loose reading, enough to compare with Neo's versions.
+    """
+    numbers = []
+    for part in version.split(".")[:parts]:
+        digits = "".join(c for c in part if c.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers)
+
+
 def major_minor(version: str | None) -> tuple[int, int] | None:
     """``"2.0.1"`` -> ``(2, 0)``; None when ``version`` does not start with ``N.N``."""
     match = re.match(r"(\d+)\.(\d+)", version or "")
@@ -191,13 +221,3 @@ def raise_problems(
 
 def _names(names: Sequence[str]) -> str:
     return "[" + ", ".join(repr(n) for n in names) + "]" if names else "no inputs"
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "a special file"

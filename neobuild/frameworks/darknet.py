@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neobuild.frameworks import _common
-from neobuild.frameworks.base import Artifacts
+from neobuild.frameworks.base import AdapterBase, Findings
 from neobuild.model import Model
 
 HINT = "write the network as <name>.cfg and its weights as <name>.weights"
@@ -36,22 +36,17 @@ def read_net_shape(cfg_text: str) -> tuple[int, int, int] | None:
         return None
 
 
-class DarknetAdapter:
+class DarknetAdapter(AdapterBase):
     """Neo's Darknet layout: one ``.cfg`` and one ``.weights``."""
 
     name = "darknet"
     version = "1"
+    layout = "one .cfg network file and one .weights file"
+    hint = HINT
 
-    def describe_layout(self) -> str:
-        """One sentence naming the files Neo expects."""
-        return "one .cfg network file and one .weights file"
-
-    def normalize(self, export_dir: Path) -> None:
-        """Nothing to do."""
-
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
-        """Check the export; see :class:`~neobuild.frameworks.base.Adapter`."""
-        files, problems = _common.scan_export_dir(export_dir)
+    def inspect(self, export_dir: Path, model: Model, found: Findings) -> None:
+        """The ``.cfg`` and ``.weights`` files, and the input shape of ``[net]``."""
+        files, problems = found.files, found.problems
         cfg, more = _common.pick_one(files, (".cfg",), "Darknet network file")
         problems += more
         weights, more = _common.pick_one(files, (".weights",), "Darknet weights file")
@@ -68,10 +63,8 @@ class DarknetAdapter:
             elif model.inputs.form != "none":
                 # Darknet inputs have no names: the one declared input takes the shape.
                 names = model.inputs.names
-                found = {names[0] if len(names) == 1 else "data": (None, *shape)}
-                problems += _common.compare_inputs(cfg, model.inputs, found)
-        _common.raise_problems(model, export_dir, problems, hint=HINT)
-        return Artifacts(files=files)
+                read = {names[0] if len(names) == 1 else "data": (None, *shape)}
+                problems += _common.compare_inputs(cfg, model.inputs, read)
 
 
 ADAPTER = DarknetAdapter()

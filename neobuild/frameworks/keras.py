@@ -14,16 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neobuild.frameworks._common import (
-    FoundShape,
-    compare_inputs,
-    describe_files,
-    expected_found,
-    format_shape,
-    raise_problems,
-    scan_export_dir,
-)
-from neobuild.frameworks.base import Artifacts
+from neobuild.frameworks import _common
+from neobuild.frameworks._common import FoundShape
+from neobuild.frameworks.base import AdapterBase, Findings
 from neobuild.model import Model
 
 #: The newest Keras version Neo documents (§2.1); newer files may fail to load there.
@@ -163,14 +156,6 @@ def _agrees(found: FoundShape, declared: FoundShape) -> bool:
     )
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for part in version.split(".")[:3]:
-        digits = "".join(c for c in part if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
 def _shape_problems(h5: str, info: KerasFile, model: Model) -> list[str]:
     problems = []
     declared = dict(zip(model.inputs.names, model.inputs.shapes, strict=True))
@@ -184,95 +169,86 @@ def _shape_problems(h5: str, info: KerasFile, model: Model) -> list[str]:
         layout = (
             "channels-first"
             if info.channels_first
-            else f"NCHW; the file stores channels-last {format_shape(stored)}"
+            else f"NCHW; the file stores channels-last {_common.format_shape(stored)}"
         )
-        problem = expected_found(
+        problem = _common.expected_found(
             f"{h5}: input {name!r} shape",
-            f"{format_shape(want)} (from the manifest)",
-            f"{format_shape(nchw)} ({layout})",
+            f"{_common.format_shape(want)} (from the manifest)",
+            f"{_common.format_shape(nchw)} ({layout})",
         )
         if not info.channels_first and _agrees(stored, want):
             problem += (
                 "; the manifest gives the shape in NHWC, but Neo wants Keras inputs in"
-                f" NCHW: write {format_shape(to_nchw(want))}"
+                f" NCHW: write {_common.format_shape(to_nchw(want))}"
             )
         problems.append(problem)
     return problems
 
 
-class KerasAdapter:
-    """Neo's Keras rules: one ``.h5`` at the top of the export, inputs in NCHW."""
+class KerasAdapter(AdapterBase):
+    """Neo's Keras rules: one ``.h5`` at the top of the export, inputs in NCHW.
+
+    Keras writes HDF5 files without timestamps: nothing to normalise.
+    """
 
     name = "keras"
     version = "1"
+    layout = (
+        "exactly one Keras .h5 file (model.save('model.h5')) at the top of the export directory"
+    )
+    hint = _HINT
 
-    def describe_layout(self) -> str:
-        """One sentence naming the files Neo expects."""
-        return (
-            "exactly one Keras .h5 file (model.save('model.h5')) at the top of the export directory"
+    def inspect(self, export_dir: Path, model: Model, found: Findings) -> None:
+        """The one readable ``.h5``: its inputs (in NCHW) and the Keras that saved it."""
+        h5 = _the_h5(found)
+        if h5 is None:
+            return
+        found.problems += _common.top_level([h5], "the .h5 file")
+        info = found.read(
+            export_dir, h5, read_h5, KerasFileError, "a Keras model saved by model.save()"
         )
-
-    def normalize(self, export_dir: Path) -> None:
-        """Nothing to do: Keras writes HDF5 files without timestamps."""
-
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
-        """Check the export holds one readable ``.h5`` whose inputs match the manifest.
-
-        Raises:
-            ArtifactError: with every problem found.
-        """
-        files, problems = scan_export_dir(export_dir)
-        h5_files = [f for f in files if f.lower().endswith(".h5")]
-        warnings: list[str] = []
-        found_inputs: dict[str, tuple[int, ...]] = {}
-        if not h5_files:
-            others = [f for f in files if f.lower().endswith((".keras", ".hdf5"))]
-            extra = (
-                f"; {describe_files(others)} is not an .h5 file: Neo's Keras loader needs .h5"
-                if others
-                else ""
-            )
-            problems.append(
-                "No h5 file provided: "
-                + expected_found("export", "exactly one .h5 file", describe_files(files))
-                + extra
-            )
-        elif len(h5_files) > 1:
-            problems.append(
-                f"Multiple h5 files provided ({describe_files(h5_files)}), when only one is allowed"
-            )
-        else:
-            h5 = h5_files[0]
-            if "/" in h5:
-                problems.append(
-                    expected_found(h5, "the .h5 file at the top of the export directory", h5)
-                )
-            try:
-                info = read_h5(export_dir / h5)
-            except KerasFileError as exc:
-                problems.append(expected_found(h5, "a Keras model saved by model.save()", exc))
-            else:
-                problems += compare_inputs(h5, model.inputs, dict.fromkeys(info.inputs))
-                problems += _shape_problems(h5, info, model)
-                found_inputs = {
-                    name: tuple(
-                        -1 if d is None else d
-                        for d in (shape if info.channels_first else to_nchw(shape))
-                    )
+        if info is not None:
+            found.problems += _common.compare_inputs(h5, model.inputs, dict.fromkeys(info.inputs))
+            found.problems += _shape_problems(h5, info, model)
+            found.inputs = _common.static_inputs(
+                {
+                    name: shape if info.channels_first or shape is None else to_nchw(shape)
                     for name, shape in info.inputs.items()
-                    if shape is not None
                 }
-                if info.keras_version and _version_tuple(info.keras_version) > NEO_KERAS_VERSION:
-                    warnings.append(
-                        f"{h5} was saved by Keras {info.keras_version}; Neo documents Keras"
-                        ' 2.2.4 or earlier and may fail to load it ("Unable to load provided'
-                        ' Keras model"); if it does, export a TensorFlow SavedModel instead'
-                    )
-            warnings += [
-                f"{f}: not part of the Keras model; archived as is" for f in files if f != h5
-            ]
-        raise_problems(model, export_dir, problems, hint=_HINT)
-        return Artifacts(files=files, inputs=found_inputs, warnings=tuple(warnings))
+            )
+            if info.keras_version and (
+                _common.version_tuple(info.keras_version, 3) > NEO_KERAS_VERSION
+            ):
+                found.warnings.append(
+                    f"{h5} was saved by Keras {info.keras_version}; Neo documents Keras"
+                    ' 2.2.4 or earlier and may fail to load it ("Unable to load provided'
+                    ' Keras model"); if it does, export a TensorFlow SavedModel instead'
+                )
+        found.note_unused([h5], "Keras model")
+
+
+def _the_h5(found: Findings) -> str | None:
+    """The export's one ``.h5`` file, or None after saying why there is not one."""
+    files = found.files
+    h5_files = [f for f in files if f.lower().endswith(".h5")]
+    if len(h5_files) == 1:
+        return h5_files[0]
+    describe = _common.describe_files
+    if h5_files:
+        found.problems.append(
+            f"Multiple h5 files provided ({describe(h5_files)}), when only one is allowed"
+        )
+        return None
+    others = [f for f in files if f.lower().endswith((".keras", ".hdf5"))]
+    extra = (
+        f"; {describe(others)} is not an .h5 file: Neo's Keras loader needs .h5" if others else ""
+    )
+    found.problems.append(
+        "No h5 file provided: "
+        + _common.expected_found("export", "exactly one .h5 file", describe(files))
+        + extra
+    )
+    return None
 
 
 ADAPTER = KerasAdapter()

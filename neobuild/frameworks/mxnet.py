@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from neobuild.frameworks import _common
-from neobuild.frameworks.base import Artifacts
+from neobuild.frameworks.base import AdapterBase, Findings
 from neobuild.model import Model
 
 HINT = (
@@ -93,23 +93,20 @@ def data_inputs(symbol: dict[str, object], params: set[str] | None) -> list[str]
     return found
 
 
-class MXNetAdapter:
-    """Neo's MXNet layout: a symbol file and a params file with the same prefix."""
+class MXNetAdapter(AdapterBase):
+    """Neo's MXNet layout: a symbol file and a params file with the same prefix.
+
+    ``export`` writes the same bytes for the same network: nothing to normalise.
+    """
 
     name = "mxnet"
     version = "1"
+    layout = "one <name>-symbol.json and one <name>-0000.params with the same <name>"
+    hint = HINT
 
-    def describe_layout(self) -> str:
-        """One sentence naming the files Neo expects."""
-        return "one <name>-symbol.json and one <name>-0000.params with the same <name>"
-
-    def normalize(self, export_dir: Path) -> None:
-        """Nothing to do: ``export`` writes the same bytes for the same network."""
-
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
-        """Check the export; see :class:`~neobuild.frameworks.base.Adapter`."""
-        files, problems = _common.scan_export_dir(export_dir)
-        warnings: list[str] = []
+    def inspect(self, export_dir: Path, model: Model, found: Findings) -> None:
+        """The symbol and params files, their names, and the graph's data inputs."""
+        files, problems, warnings = found.files, found.problems, found.warnings
         symbols = [f for f in files if f.endswith(".json")]
         params = [f for f in files if f.endswith(".params")]
         if len(symbols) != 1 or not _SYMBOL.match(symbols[0]):
@@ -151,8 +148,6 @@ class MXNetAdapter:
                     )
                 )
             problems += _graph_problems(export_dir, symbols[0], params[0], model, warnings)
-        _common.raise_problems(model, export_dir, problems, hint=HINT)
-        return Artifacts(files=files, warnings=tuple(warnings))
 
 
 ADAPTER = MXNetAdapter()

@@ -10,12 +10,13 @@ an external file (Neo receives only the archive, and TVM loads one file). When t
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from neobuild.frameworks import _common
 from neobuild.frameworks._protowire import WireError, fields
-from neobuild.frameworks.base import Artifacts
+from neobuild.frameworks.base import AdapterBase, Findings
 from neobuild.model import Model
 
 SUFFIXES = (".onnx",)
@@ -89,56 +90,45 @@ def read_onnx(path: Path) -> OnnxInfo:
     return OnnxInfo(ir_version, opset, inputs, tuple(external))
 
 
-class OnnxAdapter:
-    """Neo's ONNX layout: one ``.onnx`` file holding its weights."""
+class OnnxAdapter(AdapterBase):
+    """Neo's ONNX layout: one ``.onnx`` file holding its weights.
+
+    The ONNX exporters write the same bytes for the same model: nothing to normalise.
+    """
 
     name = "onnx"
     version = "1"
+    layout = "exactly one self-contained .onnx file (no external-data side files)"
+    hint = HINT
 
-    def describe_layout(self) -> str:
-        """One sentence naming the files Neo expects."""
-        return "exactly one self-contained .onnx file (no external-data side files)"
-
-    def normalize(self, export_dir: Path) -> None:
-        """Nothing to do: the ONNX exporters write the same bytes for the same model."""
-
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
-        """Check the export; see :class:`~neobuild.frameworks.base.Adapter`."""
-        files, problems = _common.scan_export_dir(export_dir)
-        chosen, more = _common.pick_one(files, SUFFIXES, "ONNX file")
-        problems += more
-        warnings: list[str] = []
-        inputs: dict[str, tuple[int, ...]] = {}
-        if chosen is not None:
-            problems += _common.top_level([chosen])
-            try:
-                info = read_onnx(export_dir / chosen)
-            except (WireError, OSError) as exc:
-                problems.append(_common.expected_found(chosen, "an ONNX ModelProto", exc))
-            else:
-                problems += _model_problems(chosen, info, model)
-                warnings += _opset_warnings(chosen, info, model)
-                inputs = {
-                    n: tuple(-1 if d is None else d for d in s)
-                    for n, s in info.inputs.items()
-                    if s is not None
-                }
-                if not problems:
-                    problems += _checker(export_dir / chosen, chosen)
-            others = [f for f in files if f != chosen]
-            if others:
-                problems.append(
-                    _common.expected_found(
-                        "export",
-                        f"only {chosen} (Neo receives one self-contained .onnx)",
-                        f"also {_common.describe_files(others)}",
-                    )
+    def inspect(self, export_dir: Path, model: Model, found: Findings) -> None:
+        """The one ``.onnx`` file: its inputs, opset and weights, then ``onnx.checker``."""
+        chosen = found.pick_one(SUFFIXES, "ONNX file")
+        if chosen is None:
+            return
+        problems = found.problems
+        info = found.read(export_dir, chosen, read_onnx, (WireError, OSError), "an ONNX ModelProto")
+        if info is not None:
+            problems += _model_problems(chosen, info, model)
+            found.warnings += _opset_warnings(chosen, info, model)
+            found.inputs = _common.static_inputs(info.inputs)
+            if not problems:
+                problems += _checker(export_dir / chosen, chosen)
+        others = [f for f in found.files if f != chosen]
+        if others:
+            problems.append(
+                _common.expected_found(
+                    "export",
+                    f"only {chosen} (Neo receives one self-contained .onnx)",
+                    f"also {_common.describe_files(others)}",
                 )
-        hint = HINT
+            )
+
+    def hint_for(self, model: Model, problems: Sequence[str]) -> str:
+        """Input-name or input-order problems get the ONNX-specific renaming hint."""
         if any(": input names" in p or ": input order" in p for p in problems):
-            hint = _names_hint(model)
-        _common.raise_problems(model, export_dir, problems, hint=hint)
-        return Artifacts(files=files, inputs=inputs, warnings=tuple(warnings))
+            return _names_hint(model)
+        return self.hint
 
 
 ADAPTER = OnnxAdapter()

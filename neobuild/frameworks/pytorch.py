@@ -38,7 +38,7 @@ from neobuild import neo
 from neobuild.atomic import atomic_writer
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import _common
-from neobuild.frameworks.base import Artifacts
+from neobuild.frameworks.base import AdapterBase, Findings
 from neobuild.model import Model, Target
 
 SUFFIXES = (".pt", ".pth")
@@ -202,15 +202,13 @@ def data_offsets(path: Path) -> dict[str, int]:
     return offsets
 
 
-class PyTorchAdapter:
+class PyTorchAdapter(AdapterBase):
     """Neo's PyTorch layout: one TorchScript ``.pt``/``.pth``."""
 
     name = "pytorch"
     version = "1"
-
-    def describe_layout(self) -> str:
-        """One sentence naming the files Neo expects."""
-        return "exactly one TorchScript file (.pt or .pth) written by torch.jit.save"
+    layout = "exactly one TorchScript file (.pt or .pth) written by torch.jit.save"
+    hint = HINT
 
     def normalize(self, export_dir: Path) -> None:
         """Make every TorchScript file in ``export_dir`` byte-reproducible."""
@@ -219,28 +217,22 @@ class PyTorchAdapter:
             if rel.lower().endswith(SUFFIXES):
                 normalize_torchscript(export_dir / rel)
 
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
-        """Check the export; see :class:`~neobuild.frameworks.base.Adapter`."""
-        files, problems = _common.scan_export_dir(export_dir)
-        chosen, more = _common.pick_one(files, SUFFIXES, "TorchScript file")
-        problems += more
-        warnings: list[str] = []
-        inputs: dict[str, tuple[int, ...]] = {}
-        if chosen is not None:
-            problems += _common.top_level([chosen])
-            info, reason = classify(export_dir / chosen)
-            if info is None:
-                problems.append(_common.expected_found(chosen, "a TorchScript archive", reason))
-            else:
-                warnings += _input_warnings(chosen, info, model, inputs)
-                warnings += _version_warnings(chosen, info, model)
-            others = [f for f in files if f != chosen]
-            if others:
-                warnings.append(
-                    f"files besides {chosen} are packed too: {_common.describe_files(others)}"
-                )
-        _common.raise_problems(model, export_dir, problems, hint=HINT)
-        return Artifacts(files=files, inputs=inputs, warnings=tuple(warnings))
+    def inspect(self, export_dir: Path, model: Model, found: Findings) -> None:
+        """The one TorchScript archive: its traced inputs and the torch that wrote it."""
+        chosen = found.pick_one(SUFFIXES, "TorchScript file")
+        if chosen is None:
+            return
+        info, reason = classify(export_dir / chosen)
+        if info is None:
+            found.problems.append(_common.expected_found(chosen, "a TorchScript archive", reason))
+        else:
+            found.warnings += _input_warnings(chosen, info, model, found.inputs)
+            found.warnings += _version_warnings(chosen, info, model)
+        others = [f for f in found.files if f != chosen]
+        if others:
+            found.warnings.append(
+                f"files besides {chosen} are packed too: {_common.describe_files(others)}"
+            )
 
 
 ADAPTER = PyTorchAdapter()

@@ -15,15 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from neobuild.frameworks._common import (
-    FoundShape,
-    compare_inputs,
-    describe_files,
-    expected_found,
-    format_shape,
-    raise_problems,
-    scan_export_dir,
-)
+from neobuild.frameworks import _common
+from neobuild.frameworks._common import FoundShape
 from neobuild.frameworks._protowire import (
     TensorSig,
     WireError,
@@ -31,7 +24,7 @@ from neobuild.frameworks._protowire import (
     load,
     saved_model_meta_graphs,
 )
-from neobuild.frameworks.base import Artifacts
+from neobuild.frameworks.base import AdapterBase, Findings
 from neobuild.model import Model
 
 _SAVED_MODEL_NAMES = ("saved_model.pb", "saved_model.pbtxt")
@@ -110,7 +103,7 @@ def with_layout_notes(
         prefix = f"{subject}: input {name!r} shape:"
         noted = [
             p + f"; the manifest gives NCHW, but Neo wants {framework} inputs in NHWC:"
-            f" write {format_shape(nhwc)}"
+            f" write {_common.format_shape(nhwc)}"
             if p.startswith(prefix)
             else p
             for p in noted
@@ -132,26 +125,16 @@ def _signature_key(model: Model) -> str:
     return _DEFAULT_SIGNATURE
 
 
-def _minor(version: str) -> tuple[int, ...]:
-    parts = []
-    for part in version.split(".")[:2]:
-        digits = "".join(c for c in part if c.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
-class TensorFlowAdapter:
+class TensorFlowAdapter(AdapterBase):
     """Neo's TensorFlow rules: a SavedModel or one frozen graph, inputs in NHWC."""
 
     name = "tensorflow"
     version = "1"
-
-    def describe_layout(self) -> str:
-        """One sentence naming the files Neo expects."""
-        return (
-            "a SavedModel (exactly one saved_model.pb or .pbtxt plus its variables/ directory)"
-            " or one frozen graph .pb/.pbtxt, at the top of the export directory"
-        )
+    layout = (
+        "a SavedModel (exactly one saved_model.pb or .pbtxt plus its variables/ directory)"
+        " or one frozen graph .pb/.pbtxt, at the top of the export directory"
+    )
+    hint = _HINT
 
     def normalize(self, export_dir: Path) -> None:
         """Remove the SavedModel's ``fingerprint.pb`` (random per export, not needed by Neo)."""
@@ -160,18 +143,14 @@ class TensorFlowAdapter:
         if has_saved_model and fingerprint.is_file() and not fingerprint.is_symlink():
             fingerprint.unlink()
 
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
-        """Check the export's layout and its graph's inputs against the manifest.
-
-        Raises:
-            ArtifactError: with every problem found.
-        """
-        files, problems = scan_export_dir(export_dir)
+    def inspect(self, export_dir: Path, model: Model, found: Findings) -> None:
+        """The export's layout and its graph's inputs against the manifest."""
+        files = found.files
         saved_model = any(
             f.rsplit("/", 1)[-1] in _SAVED_MODEL_NAMES or "variables/" in f for f in files
         )
         if saved_model:
-            files = tuple(f for f in files if f.rsplit("/", 1)[-1] != _FINGERPRINT)
+            files = found.files = tuple(f for f in files if f.rsplit("/", 1)[-1] != _FINGERPRINT)
         graphs = [
             f
             for f in files
@@ -179,82 +158,71 @@ class TensorFlowAdapter:
             and not (saved_model and _in_saved_model_dir(f))
         ]
         kind = "SavedModel" if saved_model else "frozen graph"
-        keep: list[str] = []
-        found: dict[str, TensorSig] = {}
-        warnings: list[str] = []
         if len(graphs) != 1:
-            problems.append(
+            found.problems.append(
                 "Exactly one .pb or .pbtxt file is allowed for TensorFlow models: "
-                + expected_found(
+                + _common.expected_found(
                     "export",
                     "one saved_model.pb + variables/ (SavedModel) or one frozen graph .pb",
-                    describe_files(graphs),
+                    _common.describe_files(graphs),
                 )
             )
-        else:
-            graph = graphs[0]
-            nested = "/" in graph
-            if nested:
-                problems.append(
-                    expected_found(
-                        graph,
-                        f"the {kind} at the top of the export directory (Neo wants the model"
-                        " files at the archive root)",
-                        graph,
-                    )
-                )
-            if saved_model and not nested:
-                keep = [graph] + [f for f in files if f.startswith(_SAVED_MODEL_DIRS)]
-                problems += self._saved_model_layout(graph, files)
-            else:
-                keep = [graph]
-            try:
-                if saved_model:
-                    read = read_saved_model(export_dir / graph, _signature_key(model))
-                else:
-                    read = read_frozen_graph(export_dir / graph)
-            except WireError as exc:
-                problems.append(expected_found(graph, f"a TensorFlow {kind}", exc))
-            else:
-                found = self._as_declared(read.inputs, model, frozen=not saved_model)
-                shapes = {k: v.shape for k, v in found.items()}
-                problems += with_layout_notes(
-                    compare_inputs(graph, model.inputs, shapes, ordered=False),
+            return
+        graph = graphs[0]
+        nested = "/" in graph
+        if nested:
+            found.problems.append(
+                _common.expected_found(
                     graph,
-                    model,
-                    shapes,
-                    "TensorFlow",
+                    f"the {kind} at the top of the export directory (Neo wants the model"
+                    " files at the archive root)",
+                    graph,
                 )
-                warnings += self._version_warnings(graph, read, model)
-            warnings += [
-                f"{f}: not part of the TensorFlow {kind}; archived as is"
-                for f in files
-                if f not in keep
-            ]
-        raise_problems(model, export_dir, problems, hint=_HINT)
-        return Artifacts(
-            files=files,
-            inputs={
-                name: tuple(-1 if d is None else d for d in sig.shape)
-                for name, sig in found.items()
-                if sig.shape is not None
-            },
-            warnings=tuple(warnings),
-        )
+            )
+        keep = [graph]
+        if saved_model and not nested:
+            keep += [f for f in files if f.startswith(_SAVED_MODEL_DIRS)]
+            found.problems += self._saved_model_layout(graph, files)
+        if saved_model:
+            signature = _signature_key(model)
+            read = found.read(
+                export_dir,
+                graph,
+                lambda path: read_saved_model(path, signature),
+                WireError,
+                f"a TensorFlow {kind}",
+            )
+        else:
+            read = found.read(
+                export_dir, graph, read_frozen_graph, WireError, f"a TensorFlow {kind}"
+            )
+        if read is not None:
+            inputs = self._as_declared(read.inputs, model, frozen=not saved_model)
+            shapes = {k: v.shape for k, v in inputs.items()}
+            found.problems += with_layout_notes(
+                _common.compare_inputs(graph, model.inputs, shapes, ordered=False),
+                graph,
+                model,
+                shapes,
+                "TensorFlow",
+            )
+            found.inputs = _common.static_inputs(shapes)
+            found.warnings += self._version_warnings(graph, read, model)
+        found.note_unused(keep, f"TensorFlow {kind}")
 
     @staticmethod
     def _saved_model_layout(graph: str, files: tuple[str, ...]) -> list[str]:
         problems = []
         if graph not in _SAVED_MODEL_NAMES:
             problems.append(
-                expected_found(
+                _common.expected_found(
                     graph, "a SavedModel graph named saved_model.pb or saved_model.pbtxt", graph
                 )
             )
         variables = [f for f in files if f.startswith("variables/")]
         if not variables:
             problems.append(
-                expected_found(
+                _common.expected_found(
                     graph,
                     "a variables/ directory next to it (a SavedModel is saved_model.pb"
                     " + variables/; a graph without variables must be exported frozen)",
@@ -263,7 +231,9 @@ class TensorFlowAdapter:
             )
         elif "variables/variables.index" not in variables:
             problems.append(
-                expected_found("variables/", "variables.index", describe_files(variables))
+                _common.expected_found(
+                    "variables/", "variables.index", _common.describe_files(variables)
+                )
             )
         return problems
 
@@ -284,7 +254,7 @@ class TensorFlowAdapter:
     def _version_warnings(graph: str, read: GraphInputs, model: Model) -> list[str]:
         written = read.tensorflow_version
         neo = model.framework_version or _NEO_TF_VERSION
-        if not written or _minor(written) <= _minor(neo):
+        if not written or _common.version_tuple(written, 2) <= _common.version_tuple(neo, 2):
             return []
         return [
             f"{graph} was written by TensorFlow {written}, newer than TensorFlow {neo} that"

@@ -12,14 +12,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from neobuild.frameworks._common import (
-    compare_inputs,
-    describe_files,
-    expected_found,
-    raise_problems,
-    scan_export_dir,
-)
-from neobuild.frameworks.base import Artifacts
+from neobuild.frameworks import _common
+from neobuild.frameworks.base import AdapterBase, Findings
 from neobuild.frameworks.tensorflow import with_layout_notes
 from neobuild.model import Model
 
@@ -116,79 +110,61 @@ def read_tflite(path: Path) -> TFLiteFile:
     )
 
 
-class TFLiteAdapter:
-    """Neo's TFLite rules: one ``.tflite`` flatbuffer, inputs in NHWC by tensor name."""
+class TFLiteAdapter(AdapterBase):
+    """Neo's TFLite rules: one ``.tflite`` flatbuffer, inputs in NHWC by tensor name.
+
+    The converter's output is deterministic: nothing to normalise.
+    """
 
     name = "tflite"
     version = "1"
+    layout = "exactly one .tflite flatbuffer at the top of the export directory"
+    hint = _HINT
 
-    def describe_layout(self) -> str:
-        """One sentence naming the files Neo expects."""
-        return "exactly one .tflite flatbuffer at the top of the export directory"
-
-    def normalize(self, export_dir: Path) -> None:
-        """Nothing to do: the converter's output is deterministic."""
-
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
-        """Check the export holds one TFLite flatbuffer whose inputs match the manifest.
-
-        Raises:
-            ArtifactError: with every problem found.
-        """
-        files, problems = scan_export_dir(export_dir)
-        candidates = [f for f in files if f.lower().endswith(".tflite")]
-        warnings: list[str] = []
-        found: dict[str, tuple[int | None, ...]] = {}
+    def inspect(self, export_dir: Path, model: Model, found: Findings) -> None:
+        """The one ``.tflite``: its input tensors and its resource-variable ops."""
+        candidates = [f for f in found.files if f.lower().endswith(".tflite")]
         if len(candidates) != 1:
-            problems.append(
-                expected_found("export", "exactly one .tflite file", describe_files(candidates))
-            )
-        else:
-            path = candidates[0]
-            if "/" in path:
-                problems.append(
-                    expected_found(
-                        path, "the .tflite file at the top of the export directory", path
-                    )
+            found.problems.append(
+                _common.expected_found(
+                    "export", "exactly one .tflite file", _common.describe_files(candidates)
                 )
-            try:
-                info = read_tflite(export_dir / path)
-            except TFLiteFileError as exc:
-                problems.append(expected_found(path, "a TFLite model", exc))
-            else:
-                if not info.subgraphs:
-                    problems.append(expected_found(path, "a model subgraph", "none"))
-                found = info.inputs
-                mismatches = compare_inputs(path, model.inputs, found, ordered=False)
-                problems += with_layout_notes(mismatches, path, model, found, "TFLite")
-                by_key = [
-                    n for n in model.inputs.names if n in info.signature_inputs and n not in found
-                ]
-                if by_key:
-                    tensors = [info.signature_inputs[n] for n in by_key]
-                    problems.append(
-                        expected_found(
-                            f"{path}: input names",
-                            f"the input tensor names {tensors} that Neo reads",
-                            f"the signature keys {by_key} in the manifest",
-                        )
-                    )
-                if info.variable_ops:
-                    warnings.append(
-                        f"{path} contains resource-variable ops ({', '.join(info.variable_ops)}):"
-                        " the interpreter runs them on uninitialised variables and returns NaN;"
-                        " freeze the function with convert_variables_to_constants_v2 before"
-                        " converting it"
-                    )
-            warnings += [
-                f"{f}: not part of the TFLite model; archived as is" for f in files if f != path
-            ]
-        raise_problems(model, export_dir, problems, hint=_HINT)
-        return Artifacts(
-            files=files,
-            inputs={k: tuple(-1 if d is None else d for d in v) for k, v in found.items()},
-            warnings=tuple(warnings),
+            )
+            return
+        path = candidates[0]
+        found.problems += _common.top_level([path], "the .tflite file")
+        info = found.read(export_dir, path, read_tflite, TFLiteFileError, "a TFLite model")
+        if info is not None:
+            found.problems += _model_problems(path, info, model)
+            found.inputs = _common.static_inputs(info.inputs)
+            if info.variable_ops:
+                found.warnings.append(
+                    f"{path} contains resource-variable ops ({', '.join(info.variable_ops)}):"
+                    " the interpreter runs them on uninitialised variables and returns NaN;"
+                    " freeze the function with convert_variables_to_constants_v2 before"
+                    " converting it"
+                )
+        found.note_unused([path], "TFLite model")
+
+
+def _model_problems(path: str, info: TFLiteFile, model: Model) -> list[str]:
+    """The file's subgraph and input tensors against the manifest's inputs."""
+    problems = []
+    if not info.subgraphs:
+        problems.append(_common.expected_found(path, "a model subgraph", "none"))
+    mismatches = _common.compare_inputs(path, model.inputs, info.inputs, ordered=False)
+    problems += with_layout_notes(mismatches, path, model, info.inputs, "TFLite")
+    by_key = [n for n in model.inputs.names if n in info.signature_inputs and n not in info.inputs]
+    if by_key:
+        tensors = [info.signature_inputs[n] for n in by_key]
+        problems.append(
+            _common.expected_found(
+                f"{path}: input names",
+                f"the input tensor names {tensors} that Neo reads",
+                f"the signature keys {by_key} in the manifest",
+            )
         )
+    return problems
 
 
 ADAPTER = TFLiteAdapter()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from neobuild.frameworks import _common
-from neobuild.frameworks.base import Artifacts
+from neobuild.frameworks.base import AdapterBase, Findings
 from neobuild.model import Model
 
 JSON_SUFFIXES = (".json",)
@@ -28,38 +28,26 @@ _UBJ_SINCE = (1, 6)
 _MAX_NODES = 2**31
 
 
-class XGBoostAdapter:
-    """Neo's XGBoost layout: one model file."""
+class XGBoostAdapter(AdapterBase):
+    """Neo's XGBoost layout: one model file (save_model writes the same bytes each time)."""
 
     name = "xgboost"
     version = "1"
+    layout = "exactly one XGBoost model file (.json, .ubj, .model or no extension)"
+    hint = HINT
 
-    def describe_layout(self) -> str:
-        """One sentence naming the files Neo expects."""
-        return "exactly one XGBoost model file (.json, .ubj, .model or no extension)"
-
-    def normalize(self, export_dir: Path) -> None:
-        """Nothing to do: save_model writes the same bytes for the same booster."""
-
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
-        """Check the export; see :class:`~neobuild.frameworks.base.Adapter`."""
-        files, problems = _common.scan_export_dir(export_dir)
-        warnings: list[str] = []
+    def inspect(self, export_dir: Path, model: Model, found: Findings) -> None:
+        """The one model file: its format, its trees' sizes, the version that wrote it."""
+        files = found.files
         if len(files) != 1:
-            problems.append(
-                _common.expected_found(
-                    "export",
-                    "exactly one XGBoost model file (.json, .ubj, .model or no extension)",
-                    _common.describe_files(files),
-                )
+            found.problems.append(
+                _common.expected_found("export", self.layout, _common.describe_files(files))
             )
-        else:
-            (name,) = files
-            problems += _common.top_level(files)
-            more, warnings = _check_file(export_dir / name, name, model)
-            problems += more
-        _common.raise_problems(model, export_dir, problems, hint=HINT)
-        return Artifacts(files=files, warnings=tuple(warnings))
+            return
+        (name,) = files
+        found.problems += _common.top_level(files)
+        more, found.warnings = _check_file(export_dir / name, name, model)
+        found.problems += more
 
 
 ADAPTER = XGBoostAdapter()

@@ -1,6 +1,6 @@
 """neobuild's smoke-test driver: run a rendered inference handler on an exported model.
 
-Run by path in the model's export environment: ``python driver.py CONFIG.json``. It uses
+Run by path in the model's export environment: ``python _smoke_driver.py CONFIG.json``. It uses
 only the standard library at import time (the export environment need not have neobuild);
 numpy and the framework are imported when needed. It writes ``{"ok": bool, "step": ...,
 "traceback": ...}`` to the result file named in the config and exits 0 or 1.
@@ -381,6 +381,9 @@ FAMILIES = {"hosting": run_hosting, "tensorflow": run_tensorflow, "dlr": run_dlr
 
 
 def main(argv):
+    # This script's own directory (neobuild/) must not shadow the frameworks' modules.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
     with open(argv[1], encoding="utf-8") as f:
         config = json.load(f)
     state = {"step": "importing the handler"}

@@ -1,7 +1,7 @@
-"""The compile check's worker: run by path, ``python worker.py STEP CONFIG.json``.
+"""The compile check's worker: run by path, ``python _compile_worker.py STEP CONFIG.json``.
 
 Two steps, each in its own process (started by ``neobuild/compilecheck.py`` through
-``neobuild.runner.run_process``):
+``neobuild.scripts.run_script``):
 
 ``reference``  runs in the model's export environment, where its framework is: makes the
                check's input (seeded random numbers of the declared shapes), runs the
@@ -347,6 +347,9 @@ def _sniff_xgboost(path):
 
 def main(argv):
     step, config_path = argv[1], argv[2]
+    # This script's own directory (neobuild/) must not shadow the frameworks' modules.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
     with open(config_path, encoding="utf-8") as stream:
         config = json.load(stream)
     work = config["work"]
