@@ -711,6 +711,7 @@ def build(
                     cancel=cancel,
                     reuse=reuse,
                 )
+                _check_entry(manifest, model, entry)
                 if build_cache is not None and not build_cache.read_only:
                     build_cache.store(
                         entry.fingerprint, model.name, entry, model_dir(manifest, model)
@@ -921,10 +922,14 @@ def _run_parallel(
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     model = running[future]
-                    rep, entry = future.result()
+                    try:
+                        rep, entry = future.result()
+                        if entry is not None:
+                            writer.add(model.name, entry)  # before the future is forgotten
+                    except (NeobuildError, OSError) as exc:  # one model never stops the rest
+                        writer.pending.pop(model.name, None)
+                        rep = _failure(model, exc)
                     reports[model.name] = rep
-                    if entry is not None:
-                        writer.add(model.name, entry)  # before the future is forgotten
                     del running[future]
                     failed = failed or rep.status == "failed"
                     progress.finished(rep)
@@ -946,6 +951,33 @@ def _run_parallel(
             status="skipped",
             message="not started: an earlier model failed (use --keep-going)",
         )
+
+
+def _check_entry(manifest: Manifest, model: Model, entry: LockEntry) -> None:
+    """Fail this model, not the lock write of every model, when its entry is invalid.
+
+    Raises:
+        LockError: neo.lock cannot hold the entry; the model's outputs are removed.
+    """
+    from neobuild import lockfile
+
+    try:
+        lockfile.LockEntry.from_json(entry.to_json())
+    except NeobuildError:
+        outputs.remove_output(model_dir(manifest, model))
+        raise
+
+
+def _failure(model: Model, exc: NeobuildError | OSError) -> ModelReport:
+    """The report of a model whose result could not be recorded."""
+    from neobuild.reports import clean_text
+
+    return ModelReport(
+        name=model.name,
+        status="failed",
+        message=clean_text(f"model {model.name}: {exc}"),
+        hint=getattr(exc, "hint", None),
+    )
 
 
 def _error_text(exc: NeobuildError) -> str:
