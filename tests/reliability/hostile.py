@@ -79,3 +79,18 @@ def run(root: Path, *args: str) -> Outcome:
     """``neobuild -C root ARGS`` in-process; the exit code as the CLI would return it."""
     result = CliRunner().invoke(app, ["-C", str(root), *args])
     return Outcome(" ".join(args), result.exit_code, result.output)
+
+
+#: What a case runs: every command that loads the manifest and uses its paths.
+COMMANDS = (("validate",), ("plan",))
+
+
+def run_case(root: Path, data: bytes) -> list[Outcome]:
+    """Write ``data`` as the manifest and run :data:`COMMANDS` on it."""
+    (root / "neo.yaml").write_bytes(data)
+    return [run(root, *command) for command in COMMANDS]
+
+
+def internal_error(outcome: Outcome) -> bool:
+    """An exit the CLI gives only for a crash (3) or a message it prints for one."""
+    return outcome.code not in (0, 1, 2) or "internal error" in outcome.output
