@@ -485,6 +485,19 @@ def reusable_export(
     return ReusedExport(directory=export, exported_with=dict(previous.exported_with))
 
 
+#: A failed export with more files than this is removed, not kept in ``.failed/``.
+FAILED_KEEP_FILES = 1000
+
+
+def _more_files_than(directory: Path, limit: int) -> bool:
+    count = 0
+    for _, _, files in os.walk(directory):
+        count += len(files)
+        if count > limit:
+            return True
+    return False
+
+
 def _keep_failure(manifest: Manifest, model: Model, staging: Path) -> dict[str, str]:
     """Keep a failed build's log and export for inspection; the previous outputs stay.
 
@@ -502,6 +515,8 @@ def _keep_failure(manifest: Manifest, model: Model, staging: Path) -> dict[str, 
             os.replace(log, final / "export.log")
             moved[str(log)] = str(final / "export.log")
     export = staging / "export"
+    if export.is_dir() and _more_files_than(export, FAILED_KEEP_FILES):
+        shutil.rmtree(export, ignore_errors=True)  # 100,000 files are not for inspection
     if export.is_dir():
         kept = manifest.build_dir / FAILED_DIR / model.name
         with contextlib.suppress(OSError):

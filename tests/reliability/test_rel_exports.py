@@ -155,6 +155,17 @@ def test_nothing_outside_was_touched(outcome: tuple[Path, Any, dict[str, Any]]) 
     assert all(p.startswith("build/neo/") for p in escaped)  # the build dir, no further
 
 
+def test_a_failed_export_of_many_files_is_not_kept(
+    outcome: tuple[Path, Any, dict[str, Any]],
+) -> None:
+    repo, _, _ = outcome
+    kept = sorted(p.name for p in (repo / "build/neo/.failed").iterdir())
+    print("failed exports kept for inspection:", kept)
+    assert "many-files" not in kept
+    assert "newline" in kept  # a small one is kept
+    assert not list(repo.parent.glob("**/f4999.json"))
+
+
 def test_huge_output_is_capped_in_the_log(outcome: tuple[Path, Any, dict[str, Any]]) -> None:
     repo, _, _ = outcome
     log = repo / "build/neo/huge-output/export.log"
