@@ -314,7 +314,7 @@ def _parse(doc: _Doc, data: bytes) -> Problem | None:
     try:
         node = loader.get_single_node()
         doc.node = node
-        too_big = _size_problem(doc.path, node, text) if node is not None else None
+        too_big = _size_problem(doc.path, node) if node is not None else None
         if too_big is not None:
             return too_big
         with warnings.catch_warnings():  # ruamel warns on stderr about YAML 1.1 floats
@@ -371,7 +371,7 @@ _MAX_DEPTH = 64
 _MAX_INT_TEXT = 100
 
 
-def _size_problem(path: Path, root: Node, text: str) -> Problem | None:
+def _size_problem(path: Path, root: Node) -> Problem | None:
     """A problem when the node tree nests too deep or aliases expand it too far.
 
     Each distinct node is visited once (sizes are memoised), so this is linear in the
@@ -380,6 +380,7 @@ def _size_problem(path: Path, root: Node, text: str) -> Problem | None:
     from ruamel.yaml.nodes import MappingNode, SequenceNode
 
     sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}  # the depth below a node, aliases followed
     reused: dict[int, Node] = {}
     stack: list[tuple[Node, int, bool]] = [(root, 1, False)]
     active: set[int] = set()
@@ -390,6 +391,7 @@ def _size_problem(path: Path, root: Node, text: str) -> Problem | None:
             active.discard(key)
             children = _children(node)
             sizes[key] = 1 + sum(sizes.get(id(c), 1) for c in children)
+            heights[key] = 1 + max((heights.get(id(c), 1) for c in children), default=0)
             continue
         if key in sizes:
             reused[key] = node
@@ -421,6 +423,16 @@ def _size_problem(path: Path, root: Node, text: str) -> Problem | None:
         active.add(key)
         stack.append((node, depth, True))
         stack.extend((c, depth + 1, False) for c in _children(node))
+    deepest = root
+    if heights.get(id(root), 1) > _MAX_DEPTH:  # nested through aliases: find where
+        while heights.get(id(deepest), 1) > _MAX_DEPTH and _children(deepest):
+            deepest = max(_children(deepest), key=lambda c: heights.get(id(c), 1))
+        return _node_problem(
+            path,
+            deepest,
+            f"values nest more than {_MAX_DEPTH} levels deep through aliases",
+            "flatten the structure; no manifest key nests this deep",
+        )
     total = sizes[id(root)]
     limit = _ALIAS_ALLOWANCE + _ALIAS_FACTOR * len(sizes)
     if total <= limit:
