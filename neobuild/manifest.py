@@ -812,15 +812,21 @@ class _Validator:
                 continue
             where = (*base, key)
             sub = rules.get("schema")
-            if isinstance(value, dict) and isinstance(sub, dict) and "type" not in sub:
+            types = _as_list(rules.get("type"))  # a value of another type: cerberus says so
+            if isinstance(value, dict) and isinstance(sub, dict) and "dict" in types:
                 out[key] = self.trimmed(doc, where, value, sub)
-            elif isinstance(value, list) and isinstance(sub, dict) and len(value) > _BIG:
+            elif (
+                isinstance(value, list)
+                and isinstance(sub, dict)
+                and "list" in types
+                and len(value) > _BIG
+            ):
                 bad = [i for i, item in enumerate(value) if not _ok(sub, item)]
                 cut = _cut(bad, rules)
                 if cut is not None:
                     out[key] = value[:cut]
                     self.count_more(doc, where, sum(1 for i in bad if i >= cut))
-            elif isinstance(value, dict) and len(value) > _BIG:
+            elif isinstance(value, dict) and "dict" in types and len(value) > _BIG:
                 keys, values = rules.get("keysrules"), rules.get("valuesrules")
                 items = list(value.items())
                 bad = [
@@ -1685,6 +1691,8 @@ def _ok(rules: Mapping[str, Any], value: Any) -> bool:
         return bool(validator.validate({"v": value}, normalize=False))
     except TypeError:
         return False
+    except cerberus.SchemaError:  # rules that are not an item's: do not cut on them
+        return True
 
 
 def _cut(bad: list[int], rules: Mapping[str, Any]) -> int | None:

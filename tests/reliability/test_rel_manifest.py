@@ -33,6 +33,10 @@ CASES = {
     "python tag": VALID.replace("version: 1", "version: !!python/object:os.system x"),
     "recursive alias": VALID.replace("tags: [small, fast]", "tags: &t [small, *t]"),
     "deep nesting": VALID.replace("tags: [small, fast]", "tags: " + "[" * 3000 + "]" * 3000),
+    "a long list where a mapping goes": VALID.replace(
+        "compile: {tags: {team: vision}}",
+        "compile: [" + ", ".join(f"{{b{i}: 1}}" for i in range(200)) + "]",
+    ),
     "build_dir in .git": VALID.replace("build/neo", ".git/neo"),
     "build_dir is .git": VALID.replace("build/neo", ".git"),
     "build_dir holds an export": VALID.replace("build/neo", "models"),
@@ -63,6 +67,7 @@ SAYS = {
     "recursive alias": "contains it",
     "huge hex int": "an integer of 5002 characters",
     "deep nesting": "nest more than",
+    "a long list where a mapping goes": "expected a mapping, got a list",
     "build_dir in .git": "inside .git",
     "build_dir is .git": "inside .git",
     "build_dir holds an export": "an input of model 'a'",
