@@ -549,6 +549,19 @@ def reusable_export(
     return ReusedExport(directory=export, exported_with=dict(previous.exported_with))
 
 
+#: A failed export with more files than this is removed, not kept in ``.failed/``.
+FAILED_KEEP_FILES = 1000
+
+
+def _more_files_than(directory: Path, limit: int) -> bool:
+    count = 0
+    for _, _, files in os.walk(directory):
+        count += len(files)
+        if count > limit:
+            return True
+    return False
+
+
 def _keep_failure(manifest: Manifest, model: Model, staging: Path) -> dict[str, str]:
     """Keep a failed build's log and export for inspection; the previous outputs stay.
 
@@ -566,6 +579,8 @@ def _keep_failure(manifest: Manifest, model: Model, staging: Path) -> dict[str, 
             os.replace(log, final / "export.log")
             moved[str(log)] = str(final / "export.log")
     export = staging / "export"
+    if export.is_dir() and _more_files_than(export, FAILED_KEEP_FILES):
+        shutil.rmtree(export, ignore_errors=True)  # 100,000 files are not for inspection
     if export.is_dir():
         kept = manifest.build_dir / FAILED_DIR / model.name
         with contextlib.suppress(OSError):
@@ -798,6 +813,7 @@ def build(
                     cancel=cancel,
                     reuse=reuse,
                 )
+                _check_entry(manifest, model, entry)
                 if build_cache is not None and not build_cache.read_only:
                     build_cache.store(
                         entry.fingerprint, model.name, entry, model_dir(manifest, model)
@@ -1047,10 +1063,14 @@ def _run_parallel(
                 finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     model = running[future]
-                    rep, entry = future.result()
+                    try:
+                        rep, entry = future.result()
+                        if entry is not None:
+                            writer.add(model.name, entry)  # before the future is forgotten
+                    except (NeobuildError, OSError) as exc:  # one model never stops the rest
+                        writer.pending.pop(model.name, None)
+                        rep = _failure(model, exc)
                     reports[model.name] = rep
-                    if entry is not None:
-                        writer.add(model.name, entry)  # before the future is forgotten
                     del running[future]
                     failed = failed or rep.status == "failed"
                     progress.finished(rep)
@@ -1077,6 +1097,33 @@ def _run_parallel(
             status="skipped",
             message="not started: an earlier model failed (use --keep-going)",
         )
+
+
+def _check_entry(manifest: Manifest, model: Model, entry: LockEntry) -> None:
+    """Fail this model, not the lock write of every model, when its entry is invalid.
+
+    Raises:
+        LockError: neo.lock cannot hold the entry; the model's outputs are removed.
+    """
+    from neobuild import lockfile
+
+    try:
+        lockfile.LockEntry.from_json(entry.to_json())
+    except NeobuildError:
+        outputs.remove_output(model_dir(manifest, model))
+        raise
+
+
+def _failure(model: Model, exc: NeobuildError | OSError) -> ModelReport:
+    """The report of a model whose result could not be recorded."""
+    from neobuild.reports import clean_text
+
+    return ModelReport(
+        name=model.name,
+        status="failed",
+        message=clean_text(f"model {model.name}: {exc}"),
+        hint=getattr(exc, "hint", None),
+    )
 
 
 def _error_text(exc: NeobuildError) -> str:

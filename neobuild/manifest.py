@@ -31,6 +31,7 @@ import json
 import os
 import posixpath
 import re
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,6 +298,7 @@ class _Doc:
 def _parse(doc: _Doc, data: bytes) -> Problem | None:
     """Fill ``doc.data``/``doc.node`` from ``data``; a positioned Problem on a syntax error."""
     from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.reader import ReaderError
 
     try:  # the C parser is much faster; the pure one has the same interface
         from ruamel.yaml.cyaml import CSafeLoader as _Loader
@@ -312,7 +314,30 @@ def _parse(doc: _Doc, data: bytes) -> Problem | None:
     try:
         node = loader.get_single_node()
         doc.node = node
-        doc.data = loader.construct_document(node) if node is not None else None
+        too_big = _size_problem(doc.path, node) if node is not None else None
+        if too_big is not None:
+            return too_big
+        with warnings.catch_warnings():  # ruamel warns on stderr about YAML 1.1 floats
+            warnings.simplefilter("ignore")
+            doc.data = loader.construct_document(node) if node is not None else None
+    except ReaderError as exc:  # a character YAML does not allow (a control character)
+        line, col = _line_col(text, exc.position)
+        return Problem(
+            f"invalid YAML: {exc.reason} (character U+{_code_point(exc.character):04X})",
+            file=doc.path,
+            line=line,
+            col=col,
+            hint="remove the control character, or write it as an escape inside double quotes",
+        )
+    except (ValueError, OverflowError) as exc:  # a scalar its constructor refuses
+        mark = getattr(exc, "problem_mark", None)
+        return Problem(
+            f"invalid YAML value: {str(exc).splitlines()[0]}",
+            file=doc.path,
+            line=(mark.line + 1) if mark is not None else 1,
+            col=(mark.column + 1) if mark is not None else 1,
+            hint="quote the value to keep it a string",
+        )
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = str(exc.problem or exc.context or "invalid YAML")
@@ -333,6 +358,126 @@ def _parse(doc: _Doc, data: bytes) -> Problem | None:
         if dispose is not None:
             dispose()
     return None
+
+
+#: Values one file may expand to through YAML aliases: a fixed allowance plus a few per
+#: node written, so an anchor reused by every model passes and an alias bomb ("billion
+#: laughs": each level aliases the one below ten times) is refused before it is built.
+_ALIAS_ALLOWANCE = 100_000
+_ALIAS_FACTOR = 10
+#: Nesting deeper than this is no manifest (and would exhaust the recursion of later steps).
+_MAX_DEPTH = 64
+#: Longer integers cannot even be printed (Python's int_max_str_digits is 4300).
+_MAX_INT_TEXT = 100
+
+
+def _size_problem(path: Path, root: Node) -> Problem | None:
+    """A problem when the node tree nests too deep or aliases expand it too far.
+
+    Each distinct node is visited once (sizes are memoised), so this is linear in the
+    file however far its aliases would expand.
+    """
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}  # the depth below a node, aliases followed
+    reused: dict[int, Node] = {}
+    stack: list[tuple[Node, int, bool]] = [(root, 1, False)]
+    active: set[int] = set()
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            active.discard(key)
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes.get(id(c), 1) for c in children)
+            heights[key] = 1 + max((heights.get(id(c), 1) for c in children), default=0)
+            continue
+        if key in sizes:
+            reused[key] = node
+            continue
+        if key in active:
+            return _node_problem(
+                path,
+                node,
+                "an alias refers to the mapping or list that contains it",
+                "a manifest cannot contain itself: remove the recursive alias",
+            )
+        if depth > _MAX_DEPTH:
+            return _node_problem(
+                path,
+                node,
+                f"values nest more than {_MAX_DEPTH} levels deep",
+                "flatten the structure; no manifest key nests this deep",
+            )
+        if not isinstance(node, MappingNode | SequenceNode):
+            if str(node.tag).endswith(":int") and len(str(node.value)) > _MAX_INT_TEXT:
+                return _node_problem(
+                    path,
+                    node,
+                    f"an integer of {len(str(node.value))} characters",
+                    "no manifest value needs a number this large; quote it if it is text",
+                )
+            sizes[key] = 1
+            continue
+        active.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in _children(node))
+    deepest = root
+    if heights.get(id(root), 1) > _MAX_DEPTH:  # nested through aliases: find where
+        while heights.get(id(deepest), 1) > _MAX_DEPTH and _children(deepest):
+            deepest = max(_children(deepest), key=lambda c: heights.get(id(c), 1))
+        return _node_problem(
+            path,
+            deepest,
+            f"values nest more than {_MAX_DEPTH} levels deep through aliases",
+            "flatten the structure; no manifest key nests this deep",
+        )
+    total = sizes[id(root)]
+    limit = _ALIAS_ALLOWANCE + _ALIAS_FACTOR * len(sizes)
+    if total <= limit:
+        return None
+    biggest = max(reused.values(), key=lambda n: sizes[id(n)])
+    return _node_problem(
+        path,
+        biggest,
+        f"YAML aliases expand this file to {total:,} values (at most {limit:,} here); "
+        f"the anchor here ({sizes[id(biggest)]:,} values) is reused",
+        "write the values out, or use `defaults:` instead of nested aliases",
+    )
+
+
+def _children(node: Node) -> list[Node]:
+    from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _node_problem(path: Path, node: Node, message: str, hint: str) -> Problem:
+    mark = node.start_mark
+    return Problem(
+        message,
+        file=path,
+        line=(mark.line + 1) if mark is not None else 1,
+        col=(mark.column + 1) if mark is not None else 1,
+        hint=hint,
+    )
+
+
+def _code_point(character: Any) -> int:
+    """ruamel's ReaderError holds the bad character as an int or a one-character str."""
+    return ord(character) if isinstance(character, str) and len(character) == 1 else int(character)
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    position = max(0, min(position, len(text)))
+    line_start = text.rfind("\n", 0, position) + 1
+    return text.count("\n", 0, position) + 1, position - line_start + 1
 
 
 def _not_utf8(path: Path, data: bytes, exc: UnicodeDecodeError) -> Problem:
@@ -412,6 +557,10 @@ class _Validator:
     _source_index: Any = None
     _seen: set[tuple[Any, ...]] = field(default_factory=set)
     _shared: dict[tuple[Any, ...], list[str]] = field(default_factory=dict)
+    # problems of one kind (same file, same container, same severity) past _SHOWN:
+    # key -> [count, doc, container path]
+    _counts: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    _more: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
 
     # ---- reporting -------------------------------------------------------------------
 
@@ -440,6 +589,13 @@ class _Validator:
                 self._shared[shared].append(str(shown[1]))
                 return
             self._shared[shared] = []
+        shown_path = shown if shown is not None else path
+        kind = (doc.index, _dotted(shown_path[:-1]), severity)
+        count = self._counts[kind] = self._counts.get(kind, 0) + 1
+        if count > _SHOWN:
+            more = self._more.setdefault(kind, [0, doc, path[:-1], severity])
+            more[0] += 1
+            return
         self.problems.append(
             Problem(
                 message,
@@ -477,7 +633,18 @@ class _Validator:
 
     def sorted_problems(self) -> list[Problem]:
         order = {doc.path: doc.index for doc in self.docs}
-        problems = []
+        problems = [
+            Problem(
+                f"and {count} more problem(s) like the ones above, not shown",
+                path=where,
+                file=doc.path,
+                line=doc.position(container)[0],
+                col=doc.position(container)[1],
+                severity=severity,
+                hint=f"the first {_SHOWN} are listed; fix them and run validate again",
+            )
+            for (_, where, _), (count, doc, container, severity) in self._more.items()
+        ]
         for p in self.problems:
             key = (order.get(p.file, -1) if p.file else -1, p.line, p.col, p.message, p.severity)
             others = self._shared.get(key)
@@ -522,24 +689,27 @@ class _Validator:
         else:
             prefix = _literal_prefix(rel)
             if prefix == rel:
-                self.exists(rel, "f" if (self.root / rel).is_file() else "d")
+                self.exists(rel, "f" if os.path.isfile(os.path.join(self.root, rel)) else "d")
             elif prefix:
                 self.exists(prefix, "d")
         return matched
 
     def exists(self, rel: str, kind: str) -> bool:
         """Whether the repo-relative path exists as a file ("f") or directory ("d")."""
-        target = self.root / rel
-        ok = target.is_file() if kind == "f" else target.is_dir()
+        target = os.path.join(self.root, rel)  # os.path: False, not OSError, on odd names
+        ok = os.path.isfile(target) if kind == "f" else os.path.isdir(target)
         self.probes[f"{kind}:{rel}"] = ok
         return ok
 
     def resolves_inside(self, rel: str) -> bool:
-        """Whether an existing path, symlinks followed, stays inside the repository."""
+        """Whether a path, symlinks on the way followed, stays inside the repository."""
         real = os.path.realpath(os.path.join(self.root, rel))
         inside = real.startswith(self._real_root + os.sep)
         self.probes[f"i:{rel}"] = inside
         return inside
+
+    def real(self, rel: str) -> str:
+        return os.path.realpath(os.path.join(self.root, rel))
 
     @functools.cached_property
     def _real_root(self) -> str:
@@ -573,10 +743,10 @@ class _Validator:
                 models[src.name] = model
         settings = self.top_level(top)
         if settings is not None:
-            build_rel = settings[0].relative_to(self.root).as_posix()
+            build_real = os.path.realpath(settings[0])
             for src in sources:
                 if src.name in models:
-                    self.inputs_in_build_dir(src, models[src.name], build_rel)
+                    self.inputs_in_build_dir(src, models[src.name], build_real)
         if self.has_errors or settings is None:
             return None
         build_dir, templates_dir, cache = settings
@@ -592,18 +762,25 @@ class _Validator:
             warnings=warnings,
         )
 
-    def inputs_in_build_dir(self, src: _ModelSource, model: Model, build_rel: str) -> None:
-        """``package`` refuses a build_dir holding a model's input: say so here first."""
+    def inputs_in_build_dir(self, src: _ModelSource, model: Model, build: str) -> None:
+        """``package`` refuses a build_dir holding a model's input: say so here first.
+
+        ``build`` is the build_dir's real path: an input reached through a symlink counts.
+        """
         for key, rel in (
             ("export", model.export.path),
             ("requirements", model.requirements_file),
             ("templates_dir", model.templates_dir),
         ):
-            if rel is not None and (rel == build_rel or rel.startswith(build_rel + "/")):
+            if rel is None:
+                continue
+            path = self.real(rel)
+            if path == build or path.startswith(build + os.sep):
+                shown = os.path.relpath(build, os.path.realpath(self.root))
                 self.report_model(
                     src,
                     (key,),
-                    f"{rel} is inside build_dir {build_rel}, which neobuild replaces",
+                    f"{rel} is inside build_dir {Path(shown).as_posix()}, which neobuild replaces",
                     hint="set build_dir to a directory of its own, e.g. build/neo",
                 )
 
@@ -633,6 +810,9 @@ class _Validator:
 
     def cerberus(self, doc: _Doc, base: PathKey, document: Any, kind: str) -> None:
         validator = _validator(kind)
+        # cerberus sorts its error list at every error (quadratic): a long list or mapping
+        # with many bad entries is cut after the first ones, the rest only counted
+        document = self.trimmed(doc, base, document, _schema_for(kind))
         try:
             ok = validator.validate(document, normalize=False)
         except TypeError:  # cerberus cannot sort its errors under keys of mixed types
@@ -641,6 +821,56 @@ class _Validator:
             return
         for error, in_keys in _leaf_errors(validator._errors):
             self.cerberus_problem(doc, base, error, in_keys, _schema_for(kind))
+
+    def trimmed(self, doc: _Doc, base: PathKey, document: Any, fields: Mapping[str, Any]) -> Any:
+        """``document`` with each long container cut after its ``_SHOWN + 1``-th bad entry.
+
+        The entries cut are checked one by one (linear) and counted as "more problems"
+        of the container's kind; the first ones still go through cerberus for messages.
+        """
+        if not isinstance(document, dict):
+            return document
+        out = dict(document)
+        for key, value in document.items():
+            rules = fields.get(key) if isinstance(key, str) else None
+            if not isinstance(rules, dict):
+                continue
+            where = (*base, key)
+            sub = rules.get("schema")
+            types = _as_list(rules.get("type"))  # a value of another type: cerberus says so
+            if isinstance(value, dict) and isinstance(sub, dict) and "dict" in types:
+                out[key] = self.trimmed(doc, where, value, sub)
+            elif (
+                isinstance(value, list)
+                and isinstance(sub, dict)
+                and "list" in types
+                and len(value) > _BIG
+            ):
+                bad = [i for i, item in enumerate(value) if not _ok(sub, item)]
+                cut = _cut(bad, rules)
+                if cut is not None:
+                    out[key] = value[:cut]
+                    self.count_more(doc, where, sum(1 for i in bad if i >= cut))
+            elif isinstance(value, dict) and "dict" in types and len(value) > _BIG:
+                keys, values = rules.get("keysrules"), rules.get("valuesrules")
+                items = list(value.items())
+                bad = [
+                    i
+                    for i, (k, v) in enumerate(items)
+                    if (isinstance(keys, dict) and not _ok(keys, k))
+                    or (isinstance(values, dict) and not _ok(values, v))
+                ]
+                cut = _cut(bad, rules)
+                if cut is not None:
+                    out[key] = dict(items[:cut])
+                    self.count_more(doc, where, sum(1 for i in bad if i >= cut))
+        return out
+
+    def count_more(self, doc: _Doc, container: PathKey, count: int) -> None:
+        if count:
+            kind = (doc.index, _dotted(container), "error")
+            more = self._more.setdefault(kind, [0, doc, container, "error"])
+            more[0] += count
 
     def cerberus_problem(
         self, doc: _Doc, base: PathKey, error: Any, in_keys: bool, root_schema: dict[str, Any]
@@ -758,6 +988,12 @@ class _Validator:
         for i, pattern in enumerate(patterns):
             if not isinstance(pattern, str) or not pattern:
                 continue
+            flaw = _path_flaw(pattern, pattern=True)
+            if flaw is not None:
+                self.report(
+                    top, ("include", i), f"include {_short(pattern)} {flaw}", hint=_FLAW_HINT
+                )
+                continue
             self.include_patterns.append(pattern)
             rel = self.repo_path(top, pattern)
             if rel is None:
@@ -781,6 +1017,16 @@ class _Validator:
                 if match in seen:
                     continue
                 seen.add(match)
+                if not self.resolves_inside(match.relative_to(self.root).as_posix()):
+                    self.report(
+                        top,
+                        ("include", i),
+                        f"include {_short(pattern)} reaches "
+                        f"{match.relative_to(self.root).as_posix()}, which a symlink leads "
+                        "outside the repository",
+                        hint="include only files under the directory of neo.yaml",
+                    )
+                    continue
                 doc = _Doc(
                     match,
                     posixpath.dirname(match.relative_to(self.root).as_posix()),
@@ -968,6 +1214,10 @@ class _Validator:
         sub: PathKey = ("export",)
         doc = self.origin(src, "export")
         by_path = _EXPORT_PATH.fullmatch(value)
+        flaw = _path_flaw(by_path["path"], pattern=False) if by_path is not None else None
+        if flaw is not None:
+            self.report_model(src, sub, f"export file {_short(value)} {flaw}", hint=_FLAW_HINT)
+            return None
         if by_path is not None:
             rel = self.repo_path(doc, by_path["path"])
             if rel is None:
@@ -1315,12 +1565,17 @@ class _Validator:
             for i, pattern in enumerate(value):
                 if not isinstance(pattern, str) or not pattern:
                     continue
-                rel = self.repo_path(doc, pattern)
-                if rel is None:
-                    self.report_model(
-                        src, ("sources", i), f"source {pattern!r} leaves the repository"
-                    )
+                flaw = _path_flaw(pattern, pattern=True)
+                rel = self.repo_path(doc, pattern) if flaw is None else None
+                prefix = _literal_prefix(rel) if rel is not None else ""
+                if flaw is None and rel is None:
+                    flaw = "leaves the repository"
+                elif rel is not None and prefix and not self.resolves_inside(prefix):
+                    flaw = f"leaves the repository: {prefix} is a symlink to outside it"
+                if flaw is not None:
+                    self.report_model(src, ("sources", i), f"source {_short(pattern)} {flaw}")
                     continue
+                assert rel is not None
                 if not self.source_matches(rel):
                     guess = _path_guess(self.root, rel, pattern)
                     self.report_model(
@@ -1354,7 +1609,15 @@ class _Validator:
             return tuple(str(v) for v in value if isinstance(v, str)), None
         if not isinstance(value, str):
             return (), None
+        flaw = _path_flaw(value, pattern=False)
+        if flaw is not None:
+            self.report_model(
+                src, ("requirements",), f"requirements file {_short(value)} {flaw}", hint=_FLAW_HINT
+            )
+            return (), None
         rel = self.repo_path(self.origin(src, "requirements"), value)
+        if rel is not None and not self.resolves_inside(rel):
+            rel = None
         if rel is None:
             self.report_model(
                 src, ("requirements",), f"requirements file {value!r} is outside the repository"
@@ -1372,9 +1635,15 @@ class _Validator:
     def templates_dir(self, src: _ModelSource, value: Any) -> str | None:
         if not isinstance(value, str) or not value:
             return None
+        flaw = _path_flaw(value, pattern=False)
+        if flaw is not None:
+            self.report_model(src, ("templates_dir",), f"{_short(value)} {flaw}", hint=_FLAW_HINT)
+            return None
         rel = self.repo_path(self.origin(src, "templates_dir"), value)
+        if rel is not None and not self.resolves_inside(rel):
+            rel = None
         if rel is None:
-            self.report_model(src, ("templates_dir",), f"{value!r} is outside the repository")
+            self.report_model(src, ("templates_dir",), f"{_short(value)} is outside the repository")
             return None
         if not self.exists(rel, "d"):
             self.report_model(src, ("templates_dir",), f"templates_dir {rel} is not a directory")
@@ -1446,22 +1715,46 @@ class _Validator:
     def top_level(self, top: _Doc) -> tuple[Path, Path | None, CacheSettings | None] | None:
         data = top.data
         build = data.get("build_dir", DEFAULT_BUILD_DIR)
-        build_rel = self.repo_path(top, build) if isinstance(build, str) and build else None
-        if build_rel is None or build_rel == ".":
-            if isinstance(build, str) and build:
-                self.report(
-                    top,
-                    ("build_dir",),
-                    f"build_dir {build!r} must be a directory inside the repository",
-                    hint="e.g. build_dir: build/neo",
-                )
+        if not isinstance(build, str) or not build:
+            return None
+        flaw = _path_flaw(build, pattern=False)
+        if flaw is not None:
+            self.report(top, ("build_dir",), f"build_dir {_short(build)} {flaw}", hint=_FLAW_HINT)
+            return None
+        build_rel = self.repo_path(top, build)
+        real = self.real(build_rel) if build_rel is not None else ""
+        if build_rel is None or build_rel == "." or not self.resolves_inside(build_rel):
+            self.report(
+                top,
+                ("build_dir",),
+                f"build_dir {_short(build)} must be a directory inside the repository"
+                + (" (a symlink leads outside it)" if build_rel not in (None, ".") else ""),
+                hint="e.g. build_dir: build/neo",
+            )
+            return None
+        git = self.real(".git")
+        if real == git or real.startswith(git + os.sep) or real == self.real(STATE_DIR):
+            self.report(
+                top,
+                ("build_dir",),
+                f"build_dir {_short(build)} is inside {'.git' if real.startswith(git) else STATE_DIR}",
+                hint="e.g. build_dir: build/neo",
+            )
             return None
         templates: Path | None = None
         value = data.get("templates_dir")
         if isinstance(value, str) and value:
-            rel = self.repo_path(top, value)
+            flaw = _path_flaw(value, pattern=False)
+            rel = self.repo_path(top, value) if flaw is None else None
+            if rel is not None and not self.resolves_inside(rel):
+                rel = None
             if rel is None:
-                self.report(top, ("templates_dir",), f"{value!r} is outside the repository")
+                self.report(
+                    top,
+                    ("templates_dir",),
+                    f"{_short(value)} {flaw or 'is outside the repository'}",
+                    hint=_FLAW_HINT if flaw else None,
+                )
             elif not self.exists(rel, "d"):
                 self.report(top, ("templates_dir",), f"templates_dir {rel} is not a directory")
             else:
@@ -1476,6 +1769,72 @@ class _Validator:
 # --------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------
+
+#: Problems of one kind listed before the rest are only counted, and the size past which
+#: a list or mapping is checked entry by entry before cerberus sees it.
+_SHOWN = 20
+_BIG = 64
+
+
+def _ok(rules: Mapping[str, Any], value: Any) -> bool:
+    """Whether ``value`` passes ``rules`` (one cerberus check of one value)."""
+    import cerberus
+
+    key = id(rules)
+    validator = _VALIDATORS.get(f"item:{key}")
+    if validator is None:
+        validator = _VALIDATORS[f"item:{key}"] = cerberus.Validator({"v": rules})
+    try:
+        return bool(validator.validate({"v": value}, normalize=False))
+    except TypeError:
+        return False
+    except cerberus.SchemaError:  # rules that are not an item's: do not cut on them
+        return True
+
+
+def _cut(bad: list[int], rules: Mapping[str, Any]) -> int | None:
+    """Where to cut a container with bad entries at ``bad`` (None: keep it whole); a
+    ``maxlength`` rule still sees one entry too many."""
+    if len(bad) <= _SHOWN:
+        return None
+    return max(bad[_SHOWN] + 1, int(rules.get("maxlength", 0)) + 1)
+
+
+_FLAW_HINT = "write a path relative to the manifest, inside the repository"
+#: Limits of a path written in the manifest. The name and path lengths are Linux's
+#: NAME_MAX and PATH_MAX; ``**`` in a glob costs a walk of the tree per occurrence.
+_NAME_MAX = 255
+_PATH_MAX = 4096
+_MAX_DOUBLE_STARS = 4
+_MAX_COMPONENTS = 64
+
+
+def _path_flaw(value: str, *, pattern: bool) -> str | None:
+    """Why ``value`` cannot be a path (or glob) neobuild may use; None when it can."""
+    if "\0" in value:
+        return "contains a NUL byte"
+    bad = next((c for c in value if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        return f"contains the control character U+{ord(bad):04X}"
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        return "is not valid Unicode text"
+    if len(value.encode()) > _PATH_MAX:
+        return f"is longer than {_PATH_MAX} bytes (the file system's limit)"
+    parts = value.replace("\\", "/").split("/")
+    if any(len(part.encode()) > _NAME_MAX for part in parts):
+        return f"has a name longer than {_NAME_MAX} bytes (the file system's limit)"
+    if len(parts) > _MAX_COMPONENTS:
+        return f"has more than {_MAX_COMPONENTS} path components"
+    stars = sum(part == "**" for part in parts) if pattern else 0
+    if stars > _MAX_DOUBLE_STARS:
+        return f"uses '**' {stars} times (at most {_MAX_DOUBLE_STARS}: one spans any depth)"
+    return None
+
+
+def _short(value: str, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a message."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
 
 _REQUIRED_HINTS = {
     "version": "add `version: 1` at the top of the file",
@@ -1643,9 +2002,9 @@ def _expand(root: Path, pattern: str) -> list[Path]:
     """Files matching a repo-relative glob, sorted (``**`` spans directories)."""
     if not glob.has_magic(pattern):
         candidate = root / pattern
-        return [candidate] if candidate.is_file() else []
+        return [candidate] if os.path.isfile(candidate) else []
     found = glob.glob(pattern, root_dir=root, recursive=True)
-    return sorted(root / f for f in found if (root / f).is_file())
+    return sorted(root / f for f in found if os.path.isfile(root / f))
 
 
 def _literal_prefix(rel: str) -> str:

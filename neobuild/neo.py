@@ -112,11 +112,16 @@ def python_pattern(rule: FieldRule) -> str | None:
     """The rule's pattern in Python ``re`` syntax.
 
     ``re`` has no ``\\p{..}`` classes (§1.1, Tags): letters and numbers become ``\\w``
-    (which also admits ``_``, already allowed) and separators ``\\s``.
+    (which also admits ``_``, already allowed) and separators (``\\p{Z}``: spaces, the
+    line and paragraph separators) are listed; not ``\\s``, which admits tabs and newlines.
     """
     if rule.pattern is None:
         return None
-    return rule.pattern.replace(r"\p{L}\p{Z}\p{N}", r"\w\s")
+    return rule.pattern.replace(r"\p{L}\p{Z}\p{N}", r"\w" + _UNICODE_SEPARATORS)
+
+
+#: Unicode's Z category (Zs, Zl, Zp) as a character-class body for ``re``.
+_UNICODE_SEPARATORS = r" \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
 def field_problem(field: str, value: str) -> str | None:

@@ -52,6 +52,9 @@ KILL_GRACE = 5.0
 #: Lines of output kept for error messages.
 TAIL_LINES = 20
 _TAIL_BYTES = 64 * 1024
+#: A log keeps the first and the last this many bytes of a process's output, with a
+#: line saying how much was cut between them (an export printing in a loop fills no disk).
+LOG_KEEP_BYTES = 8 * 1024 * 1024
 
 #: Variables passed through from neobuild's environment, by exact name.
 ALLOWED_VARS = frozenset(
@@ -238,6 +241,9 @@ class _Pump(threading.Thread):
         self.log = log
         self.stream_prefix = stream_prefix
         self.tail = bytearray()
+        self.logged = 0  # bytes of the head written to the log
+        self.held = bytearray()  # the newest output past the head, written at the end
+        self.cut = 0  # bytes dropped between the head and ``held``
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial = ""
 
@@ -251,17 +257,51 @@ class _Pump(threading.Thread):
             if not chunk:
                 break
             if self.log is not None:
-                self.log.write(chunk)
-                self.log.flush()
+                self._log(chunk)
             self.tail += chunk
             if len(self.tail) > 2 * _TAIL_BYTES:
                 del self.tail[:-_TAIL_BYTES]
             if self.stream_prefix is not None:
                 self._stream(self._decoder.decode(chunk))
+        if self.log is not None:
+            self._log_end()
         if self.stream_prefix is not None:
             self._stream(self._decoder.decode(b"", final=True))
             if self._partial:
                 self._write(f"{self.stream_prefix}{self._partial}\n")
+
+    def _log(self, chunk: bytes) -> None:
+        """Write the head of the output to the log; hold the newest bytes past it."""
+        assert self.log is not None
+        room = LOG_KEEP_BYTES - self.logged
+        with contextlib.suppress(ValueError, OSError):  # closed after a pump.join timeout
+            if room > 0:
+                self.log.write(chunk[:room])
+                self.log.flush()
+                self.logged += min(room, len(chunk))
+                chunk = chunk[room:]
+        if chunk:
+            self.held += chunk
+            if len(self.held) > 2 * LOG_KEEP_BYTES:
+                excess = len(self.held) - LOG_KEEP_BYTES
+                self.cut += excess
+                del self.held[:excess]
+
+    def _log_end(self) -> None:
+        """Write what was held, after a line saying how much was cut before it."""
+        assert self.log is not None
+        if len(self.held) > LOG_KEEP_BYTES:
+            self.cut += len(self.held) - LOG_KEEP_BYTES
+            del self.held[:-LOG_KEEP_BYTES]
+        with contextlib.suppress(ValueError, OSError):
+            if self.cut:
+                self.log.write(
+                    f"\n[neobuild: {self.cut} bytes of output cut here; the log keeps the "
+                    f"first and the last {LOG_KEEP_BYTES // (1024 * 1024)} MiB]\n".encode()
+                )
+            self.log.write(bytes(self.held))
+            self.log.flush()
+        self.held.clear()
 
     def _stream(self, text: str) -> None:
         # Whole lines only, so parallel exports do not interleave inside a line.
@@ -447,6 +487,63 @@ def _list_files(directory: Path) -> tuple[str, ...]:
     return tuple(sorted(files))
 
 
+#: The exports' temporary folders: ``neobuild-export-<pid of neobuild>-<random>``.
+WORK_PREFIX = "neobuild-export-"
+#: A folder whose owner cannot be told (an older neobuild's) is stale after this long.
+STALE_WORK_AGE = 24 * 3600.0
+_SWEPT = threading.Event()
+
+
+def sweep_stale_work(directory: Path | None = None, *, force: bool = False) -> list[str]:
+    """Remove export work folders left by a neobuild that was killed; once per process.
+
+    A folder is removed when the process that made it is gone, or, when its name holds
+    no process id, when it was last changed more than a day ago: a concurrent run's
+    folders are never touched.
+
+    Returns:
+        The names removed.
+    """
+    if _SWEPT.is_set() and not force:
+        return []
+    _SWEPT.set()
+    base = directory or Path(tempfile.gettempdir())
+    removed: list[str] = []
+    try:
+        entries = [e for e in os.scandir(base) if e.name.startswith(WORK_PREFIX)]
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        owner = entry.name[len(WORK_PREFIX) :].split("-", 1)[0]
+        try:
+            if (
+                not entry.is_dir(follow_symlinks=False)
+                or entry.stat(follow_symlinks=False).st_uid != os.getuid()
+            ):
+                continue
+            if owner.isdigit():
+                stale = int(owner) != os.getpid() and not _alive(int(owner))
+            else:
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > STALE_WORK_AGE
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def run_export(
     model: Model,
     *,
@@ -488,7 +585,8 @@ def run_export(
             hint="the export must start from an empty directory; remove its contents",
         )
     ref = model.export
-    work = Path(tempfile.mkdtemp(prefix="neobuild-export-"))
+    sweep_stale_work()
+    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
     try:
         spec_path = work / "spec.json"
         result_path = work / "result.json"

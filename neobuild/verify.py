@@ -5,7 +5,9 @@ re-hashed from its content (no stat cache: verify is the check that proves it), 
 each difference is a :class:`Drift`:
 
 ``missing``         the lock lists a file that is not there
-``modified``        the file's size or hash differs from the lock
+``modified``        the file's size or hash differs from the lock; when the model's
+                    directory was put in place after neo.lock was last written (a
+                    build killed between the two), the detail says so: rerun package
 ``orphaned``        a model directory or file in the build dir that the lock does not
                     list (logs of a failed build of a declared model excepted), or a
                     lock entry for a model the manifest no longer declares
@@ -104,6 +106,7 @@ def verify(manifest: Manifest, lock: LockLike) -> VerifyReport:
     drifts: list[Drift] = []
     expected: dict[str, set[str]] = {}  # model name -> repo-relative files it may have
     checked = 0
+    lock_written = _lock_mtime(root)
     for name, entry in sorted(lock.models.items()):
         model = manifest.models.get(name)
         if model is None:
@@ -125,9 +128,12 @@ def verify(manifest: Manifest, lock: LockLike) -> VerifyReport:
             if record.path not in listed:
                 files.append((record.path, record.sha256, None))
         expected[name] = {p for p, _, _ in files}
+        interrupted = _placed_after(manifest.build_dir / name, lock_written)
         for rel, sha, size in files:
             checked += 1
             drift = _check(root, name, rel, sha, size)
+            if drift is not None and drift.kind == "modified" and interrupted:
+                drift = Drift("modified", name, rel, f"{INTERRUPTED} ({drift.detail})")
             if drift is not None:
                 drifts.append(drift)
     for name in manifest.models:
@@ -136,6 +142,36 @@ def verify(manifest: Manifest, lock: LockLike) -> VerifyReport:
     drifts.extend(_orphans(manifest, expected))
     drifts.sort(key=lambda d: (d.model or "", d.path or "", d.kind))
     return VerifyReport(drifts=tuple(drifts), checked_files=checked, models=len(lock.models))
+
+
+#: The detail of a "modified" drift in outputs put in place after neo.lock was written.
+INTERRUPTED = (
+    "interrupted build: the outputs were replaced after neo.lock was last written, "
+    "rerun `neobuild package`"
+)
+
+
+def _lock_mtime(root: Path) -> int | None:
+    from neobuild.lockfile import LOCK_NAME
+
+    try:
+        return os.stat(root / LOCK_NAME).st_mtime_ns
+    except OSError:
+        return None
+
+
+def _placed_after(model_dir: Path, lock_written: int | None) -> bool:
+    """Whether the model's directory was renamed into place after neo.lock was written.
+
+    A build swaps the staged directory in (a rename sets its ctime), then records the
+    entry; a kill between the two leaves outputs newer than their lock entry.
+    """
+    if lock_written is None:
+        return False
+    try:
+        return os.stat(model_dir).st_ctime_ns > lock_written
+    except OSError:
+        return False
 
 
 def _check(root: Path, model: str, rel: str, sha: str, size: int | None) -> Drift | None:

@@ -25,7 +25,9 @@ def scan_export_dir(export_dir: Path) -> tuple[tuple[str, ...], list[str]]:
 
     Symlinks (to files or directories, inside or outside the directory), devices,
     sockets and FIFOs are problems: SageMaker cannot extract archives holding them
-    and neobuild never follows them. Empty directories are ignored.
+    and neobuild never follows them. So are names that neo.lock, reports and archives
+    cannot carry as they are (control characters such as a newline, bytes that are not
+    UTF-8, a backslash). Empty directories are ignored.
 
     Args:
         export_dir: the directory the export entrypoint wrote.
@@ -43,6 +45,12 @@ def scan_export_dir(export_dir: Path) -> tuple[tuple[str, ...], list[str]]:
         for name in sorted(dirnames + filenames):
             path = base / name
             rel = path.relative_to(export_dir).as_posix()
+            flaw = name_problem(name)
+            if flaw is not None:
+                problems.append(f"{rel!r}: {flaw}")
+                if name in dirnames:
+                    dirnames.remove(name)  # its files are named through it: one problem
+                continue
             mode = path.lstat().st_mode
             if stat.S_ISLNK(mode):
                 problems.append(
@@ -55,6 +63,24 @@ def scan_export_dir(export_dir: Path) -> tuple[tuple[str, ...], list[str]]:
                 problems.append(f"{rel}: expected a regular file, found {_kind(mode)}")
         # os.walk does not descend into symlinked directories (followlinks=False).
     return tuple(sorted(files)), problems
+
+
+def name_problem(name: str) -> str | None:
+    """Why a file name from an export cannot be packed and locked; None when it can."""
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in name):  # os.fsdecode's escapes
+        return "expected a UTF-8 file name, found bytes that are not UTF-8 (rename it)"
+    bad = next((c for c in name if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        return (
+            f"expected a file name without control characters, found U+{ord(bad):04X} (rename it)"
+        )
+    if "\\" in name:
+        return "expected a file name without a backslash (rename it)"
+    return None
+
+
+#: Problems and file names listed in one message; the rest are counted.
+SHOWN = 20
 
 
 def pick_one(
@@ -105,7 +131,9 @@ def describe_files(files: Sequence[str]) -> str:
         return "none"
     if len(files) == 1:
         return files[0]
-    return f"{len(files)}: {', '.join(files)}"
+    shown = ", ".join(files[:SHOWN])
+    more = f" and {len(files) - SHOWN} more" if len(files) > SHOWN else ""
+    return f"{len(files)}: {shown}{more}"
 
 
 def format_shape(shape: FoundShape) -> str:
@@ -211,10 +239,13 @@ def raise_problems(
     if not problems:
         return
     noun = "problem" if len(problems) == 1 else "problems"
+    shown = list(problems[:SHOWN])
+    if len(problems) > SHOWN:
+        shown.append(f"and {len(problems) - SHOWN} more")
     raise ArtifactError(
         f"model {model.name!r} ({model.framework}): the export in {export_dir} has"
-        f" {len(problems)} {noun}:\n  - " + "\n  - ".join(problems),
-        problems=list(problems),
+        f" {len(problems)} {noun}:\n  - " + "\n  - ".join(shown),
+        problems=shown,
         hint=hint,
     )
 
