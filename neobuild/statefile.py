@@ -183,11 +183,11 @@ class StateFile:
         """
         target = self.path(root)
         try:
+            data = self.encode(value, key=key)
             if create:
                 state_dir(root)
             elif not target.parent.is_dir():
                 return False
-            data = self.encode(value, key=key)
             _remove_stale_temps(target)
             atomic_write_bytes(target, data, sync=False)
         except (OSError, ValueError):
