@@ -46,7 +46,7 @@ def _target_mode(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, *, sync: bool = True) -> Iterator[BinaryIO]:
     """Open a binary stream whose content replaces ``path`` atomically on success.
 
     The temporary file lives in ``path``'s directory (so the rename never crosses a file
@@ -55,6 +55,9 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
 
     Args:
         path: The destination file. Its directory must exist.
+        sync: False skips both fsyncs: still atomic for other processes, but a power loss
+            may leave an empty or torn file. Only for files that carry a checksum and may
+            be thrown away (``statefile.py``).
 
     Yields:
         A writable binary file object.
@@ -69,23 +72,26 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
             yield stream
             stream.flush()
             os.fchmod(stream.fileno(), mode)
-            os.fsync(stream.fileno())
+            if sync:
+                os.fsync(stream.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(directory)
+    if sync:
+        _fsync_dir(directory)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically (see :func:`atomic_writer`).
 
     Args:
         path: The destination file. Its directory must exist.
         data: The complete new content.
+        sync: False skips the fsyncs (see :func:`atomic_writer`).
     """
-    with atomic_writer(path) as stream:
+    with atomic_writer(path, sync=sync) as stream:
         stream.write(data)
 
 

@@ -18,12 +18,7 @@ import contextlib
 import functools
 import hashlib
 import json
-import marshal
-import os
 import re
-import struct
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -35,9 +30,9 @@ if TYPE_CHECKING:
 # cerberus, ruamel.yaml and filelock are imported where they are used: reading a valid
 # lock (what `plan` does) needs none of them.
 
-from neobuild import __version__
 from neobuild.atomic import atomic_write_bytes
 from neobuild.errors import LockError, Problem
+from neobuild.statefile import StateFile
 
 __all__ = [
     "HEADER",
@@ -761,90 +756,24 @@ def read_lock(path: Path, *, use_cache: bool = True) -> Lock:
 
 # --------------------------------------------------------------------------- parse cache
 
-CACHE_DIR = ".neobuild"
 CACHE_NAME = "lockcache"
-_CACHE_MAGIC = b"NBLOCKC\0"
-_CACHE_FORMAT = 1
-# magic, format, marshal version, sha256(lock bytes), sha256(code stamp), sha256(payload)
-_CACHE_HEADER = struct.Struct("<8sII32s32s32s")
-
-
-def _cache_file(path: Path) -> Path:
-    return path.parent / CACHE_DIR / CACHE_NAME
-
-
-@functools.cache
-def _code_stamp() -> bytes:
-    """neobuild's version and this module's size and mtime: an edited reader (an editable
-    install) never reuses what an older one parsed."""
-    try:
-        st = os.stat(__file__)
-        stamp = f"{__version__}:{_CACHE_FORMAT}:{st.st_size}:{st.st_mtime_ns}"
-    except OSError:  # pragma: no cover - the module is being read, so it exists
-        stamp = f"{__version__}:{_CACHE_FORMAT}"
-    return hashlib.sha256(stamp.encode()).digest()
+_CACHE = StateFile(CACHE_NAME, 1, "lock parse cache")
 
 
 def _cache_lookup(path: Path, key: bytes) -> Lock | None:
     """The cached parse of a lock whose bytes hash to ``key``; None if absent or unusable."""
+    models, _why = _CACHE.read(path.parent, key=key)
+    if models is None:
+        return None
     try:
-        blob = _cache_file(path).read_bytes()
-        magic, fmt, marshal_version, lock_key, stamp, digest = _CACHE_HEADER.unpack_from(blob)
-        if (
-            magic != _CACHE_MAGIC
-            or fmt != _CACHE_FORMAT
-            or marshal_version != marshal.version
-            or lock_key != key
-            or stamp != _code_stamp()
-        ):
-            return None
-        payload = blob[_CACHE_HEADER.size :]
-        if hashlib.sha256(payload).digest() != digest:
-            return None
-        models = marshal.loads(payload)
         return Lock(models={str(name): _entry_from_data(e) for name, e in models.items()})
-    except (OSError, struct.error, ValueError, EOFError, TypeError, KeyError, AttributeError):
-        return None  # missing, corrupt or foreign: parse the lock itself
-
-
-def _remove_stale_cache_temps(target: Path, age: float = 60.0) -> None:
-    """Delete cache temp files a killed process left (only old ones: others may be writing)."""
-    cutoff = time.time() - age
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):
-        with contextlib.suppress(OSError):
-            if stale.stat().st_mtime < cutoff:
-                stale.unlink()
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None  # a payload of another shape: parse the lock itself
 
 
 def _cache_store(path: Path, key: bytes, models: Mapping[str, Any]) -> None:
     """Remember the parse of a valid lock; only where ``.neobuild/`` already exists."""
-    target = _cache_file(path)
-    if not target.parent.is_dir():
-        return
-    try:
-        payload = marshal.dumps(dict(models))
-        header = _CACHE_HEADER.pack(
-            _CACHE_MAGIC,
-            _CACHE_FORMAT,
-            marshal.version,
-            key,
-            _code_stamp(),
-            hashlib.sha256(payload).digest(),
-        )
-        _remove_stale_cache_temps(target)
-        # Renamed into place but not fsynced: a torn cache fails its checksum, and
-        # syncing 1 MB per model update would slow parallel builds down.
-        fd, tmp = tempfile.mkstemp(prefix=f".{CACHE_NAME}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as stream:
-                stream.write(header + payload)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except (OSError, ValueError):
-        pass  # a cache that cannot be written only costs time
+    _CACHE.write(path.parent, dict(models), key=key, create=False)
 
 
 # --------------------------------------------------------------------------- writing

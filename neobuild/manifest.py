@@ -12,7 +12,7 @@ The pipeline, for the top-level file and every file its ``include`` globs name:
 Every problem is collected (all at once) as a :class:`~neobuild.errors.Problem`
 positioned at the place the value was written, which may be a ``defaults`` block.
 
-A validated manifest is cached in ``<root>/.neobuild/manifest-cache.json``, keyed by
+A validated manifest is cached in ``<root>/.neobuild/manifestcache``, keyed by
 the content of every manifest file, the include globs' results and neobuild's version;
 on a hit only the files the result depends on are stat'ed again. ``sources`` globs are
 expanded only on a miss (to warn about one that matches no file): on a hit, a glob
@@ -37,8 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neobuild import __version__, neo, schema
-from neobuild.atomic import atomic_write_text
+from neobuild import neo, schema
 from neobuild.errors import ManifestError, Problem, Severity, UsageError
 from neobuild.model import (
     FRAMEWORKS,
@@ -55,6 +54,7 @@ from neobuild.model import (
     Target,
     VpcConfig,
 )
+from neobuild.statefile import StateFile
 from neobuild.suggest import closest, did_you_mean
 
 if TYPE_CHECKING:
@@ -65,9 +65,7 @@ if TYPE_CHECKING:
 # manifest served from the cache (what `plan` does on every run) needs neither.
 
 MANIFEST_NAME = "neo.yaml"
-STATE_DIR = ".neobuild"
-CACHE_NAME = "manifest-cache.json"
-_CACHE_FORMAT = 2  # 2: sources globs are checked (probes "g:")
+CACHE_FILE = StateFile("manifestcache", 3, "manifest cache", codec="json")
 
 DEFAULT_BUILD_DIR = "build/neo"
 DEFAULT_TIMEOUT = 900
@@ -2048,33 +2046,12 @@ def _path_guess(root: Path, rel: str, written: str) -> str | None:
 # --------------------------------------------------------------------------------------
 
 
-def _cache_path(root: Path) -> Path:
-    return root / STATE_DIR / CACHE_NAME
-
-
-def _code_stamp() -> str:
-    """Size and mtime of the modules that decide validity, so an edited checkout of
-    neobuild (an editable install) never reuses a result its new rules would reject."""
-    here = Path(__file__).parent
-    parts = [__version__, str(_CACHE_FORMAT)]
-    for name in ("manifest.py", "neo.py", "schema.py", "model.py"):
-        try:
-            st = (here / name).stat()
-            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
-        except OSError:
-            parts.append(name)
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
 def _cache_store(
     path: Path, root: Path, data: bytes, manifest: Manifest, validator: _Validator
 ) -> None:
     record = {
-        "format": _CACHE_FORMAT,
-        "neobuild": _code_stamp(),
         "root": str(root),
         "manifest": path.name,
-        "sha256": hashlib.sha256(data).hexdigest(),
         "include_patterns": validator.include_patterns,
         "includes": [
             [doc.path.relative_to(root).as_posix(), doc.digest] for doc in validator.docs[1:]
@@ -2082,28 +2059,14 @@ def _cache_store(
         "probes": validator.probes,
         "result": _encode_manifest(manifest, root),
     }
-    target = _cache_path(root)
-    try:
-        target.parent.mkdir(exist_ok=True)
-        ignore = target.parent / ".gitignore"
-        if not ignore.exists():
-            atomic_write_text(ignore, "*\n")
-        atomic_write_text(target, json.dumps(record, sort_keys=True, separators=(",", ":")))
-    except OSError:
-        pass  # a read-only checkout still works, just without the cache
+    CACHE_FILE.write(root, record, key=data)  # a read-only checkout only costs the cache
 
 
 def _cache_lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
     """The cached manifest when every input is unchanged; None otherwise (or if unreadable)."""
     try:
-        record = json.loads(_cache_path(root).read_bytes())
-        if not (
-            record["format"] == _CACHE_FORMAT
-            and record["neobuild"] == _code_stamp()
-            and record["root"] == str(root)
-            and record["manifest"] == path.name
-            and record["sha256"] == hashlib.sha256(data).hexdigest()
-        ):
+        record, _why = CACHE_FILE.read(root, key=data)
+        if record is None or (record["root"], record["manifest"]) != (str(root), path.name):
             return None
         includes: list[str] = []
         for pattern in record["include_patterns"]:

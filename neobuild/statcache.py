@@ -1,14 +1,13 @@
 """A stat cache: skip re-reading files whose ``(device, inode, size, mtime, ctime)`` did not change.
 
-The cache lives in ``<root>/.neobuild/statcache``: a small header (magic, format
-version, the Python ``marshal`` version, a SHA-256 of the payload) followed by a
-``marshal`` payload holding the repository root it belongs to and one entry per
-file. Loading it is one read and one ``marshal.loads``: a no-op ``plan`` over
-thousands of files stats them and reads no file content.
+The cache lives in ``<root>/.neobuild/statcache``, a state file (``statefile.py``:
+header, code stamp, checksum) whose ``marshal`` payload holds the repository root it
+belongs to and one entry per file. Loading it is one read and one ``marshal.loads``: a
+no-op ``plan`` over thousands of files stats them and reads no file content.
 
 The cache is only ever a hint. A cache that is truncated, corrupt, written by another
-format version or Python, or that belongs to another root (a copied ``.neobuild/``) is
-ignored as if it were absent, never trusted.
+format version, neobuild or Python, or that belongs to another root (a copied
+``.neobuild/``) is ignored as if it were absent, never trusted.
 
 Racy files (the problem git calls "racy git", https://git-scm.com/docs/racy-git):
 a file can be hashed and then modified again within the same timestamp tick, leaving
@@ -24,20 +23,18 @@ to the later of the two.
 
 from __future__ import annotations
 
-import hashlib
-import marshal
 import os
-import struct
 import time
 from pathlib import Path
+from typing import Any
 
-from neobuild.atomic import atomic_write_bytes
+from neobuild.hashing import hash_file
+from neobuild.statefile import ABSENT, StateFile
 
-CACHE_DIR = ".neobuild"
-CACHE_NAME = "statcache"
+__all__ = ["FORMAT_VERSION", "RACY_WINDOW_NS", "StatCache", "hash_file"]
+
 FORMAT_VERSION = 2  # 2: entries carry st_ctime_ns
-MAGIC = b"NBSTATC\0"
-_HEADER = struct.Struct("<8sII32s")  # magic, format version, marshal version, sha256(payload)
+STATE = StateFile("statcache", FORMAT_VERSION, "stat cache")
 
 #: Files modified less than this long before hashing began are not trusted next time.
 #: 2 s covers the coarsest common timestamp granularity (FAT) and kernel clock lag.
@@ -45,16 +42,6 @@ RACY_WINDOW_NS = 2_000_000_000
 
 #: device, inode, size, mtime_ns, ctime_ns, sha256 digest
 _Entry = tuple[int, int, int, int, int, bytes]
-
-
-def hash_file(path: Path) -> str:
-    """The ``sha256:<hex>`` digest of a file's content, read in chunks.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    with open(path, "rb") as fh:
-        return "sha256:" + hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class StatCache:
@@ -72,7 +59,7 @@ class StatCache:
         self.root = root.resolve()
         self._root_text = os.fspath(self.root)
         self._root_prefix = self._root_text.rstrip(os.sep) + os.sep
-        self.path = self.root / CACHE_DIR / CACHE_NAME
+        self.path = STATE.path(self.root)
         self._entries: dict[str, _Entry] = entries or {}
         self._used: set[str] = set()
         self._dirty = False
@@ -84,11 +71,9 @@ class StatCache:
     def load(cls, root: Path) -> StatCache:
         """Open the cache of ``root``; a missing, corrupt or foreign cache gives an empty one."""
         cache = cls(root)
-        try:
-            data = cache.path.read_bytes()
-        except OSError:
+        entries, why = _decode(*STATE.read(cache.root), str(cache.root))
+        if why == ABSENT:
             return cache
-        entries, why = _decode(data, str(cache.root))
         if entries is None:
             cache.ignored = why
             cache._dirty = True  # replace the bad file on save
@@ -174,10 +159,7 @@ class StatCache:
             keep[key] = entry
         if not self._dirty:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.path, _encode(keep, str(self.root)))
-        except OSError:
+        if not STATE.write(self.root, (str(self.root), keep)):
             return  # a cache that cannot be written only costs time
         self._entries = keep
         self._dirty = False
@@ -186,30 +168,14 @@ class StatCache:
         return len(self._entries)
 
 
-def _encode(entries: dict[str, _Entry], root: str) -> bytes:
-    payload = marshal.dumps((root, entries))
-    digest = hashlib.sha256(payload).digest()
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, marshal.version, digest) + payload
-
-
-def _decode(data: bytes, root: str) -> tuple[dict[str, _Entry] | None, str]:
-    if len(data) < _HEADER.size:
-        return None, "truncated"
-    magic, version, marshal_version, digest = _HEADER.unpack_from(data)
-    if magic != MAGIC:
-        return None, "not a neobuild stat cache"
-    if version != FORMAT_VERSION or marshal_version != marshal.version:
-        return (
-            None,
-            f"format {version}/{marshal_version}, expected {FORMAT_VERSION}/{marshal.version}",
-        )
-    payload = data[_HEADER.size :]
-    if hashlib.sha256(payload).digest() != digest:
-        return None, "checksum mismatch"
+def _decode(payload: Any, why: str, root: str) -> tuple[dict[str, _Entry] | None, str]:
+    """The entries of a state file's payload, or None and why they cannot be used."""
+    if payload is None:
+        return None, why
     try:
-        cached_root, entries = marshal.loads(payload)
-    except (ValueError, EOFError, TypeError):
-        return None, "undecodable payload"
+        cached_root, entries = payload
+    except (ValueError, TypeError):
+        return None, "malformed payload"
     if cached_root != root:
         return None, f"belongs to {cached_root}"
     # The checksum and format version vouch for the structure; only the type is checked.

@@ -10,6 +10,7 @@ import pytest
 
 from neobuild import manifest
 from neobuild.errors import ManifestError, UsageError
+from neobuild.gitignore import IGNORE_ALL
 from neobuild.model import (
     CacheSettings,
     CompileSettings,
@@ -570,21 +571,23 @@ models:
 
 
 def _cache_file(root: Path) -> Path:
-    return root / ".neobuild" / "manifest-cache.json"
+    return manifest.CACHE_FILE.path(root)
 
 
 def _tamper(root: Path, timeout: int) -> None:
     """Change the cached result so a load that uses the cache is recognisable."""
-    record = json.loads(_cache_file(root).read_text())
+    key = (root / "neo.yaml").read_bytes()
+    record, why = manifest.CACHE_FILE.read(root, key=key)
+    assert record is not None, why
     record["result"]["models"][0]["timeout"] = timeout
-    _cache_file(root).write_text(json.dumps(record))
+    assert manifest.CACHE_FILE.write(root, record, key=key)
 
 
 def test_cache_is_written_and_used(repo: Path) -> None:
     write(repo, {"neo.yaml": CACHED})
     first = manifest.load(repo / "neo.yaml")
     assert _cache_file(repo).is_file()
-    assert (repo / ".neobuild" / ".gitignore").read_text() == "*\n"
+    assert (repo / ".neobuild" / ".gitignore").read_text() == IGNORE_ALL
     again = manifest.load(repo / "neo.yaml")
     assert again == first
     assert again.models["a"].position == first.models["a"].position
@@ -665,7 +668,7 @@ def test_corrupt_or_foreign_cache_is_ignored(repo: Path, content: bytes) -> None
     _cache_file(repo).write_bytes(content)
     assert manifest.load(repo / "neo.yaml") == expected
     assert (
-        json.loads(_cache_file(repo).read_text())["format"] == manifest._CACHE_FORMAT
+        manifest.CACHE_FILE.read(repo, key=(repo / "neo.yaml").read_bytes())[1] == ""
     )  # rewritten
 
 
@@ -733,9 +736,7 @@ def test_a_glob_that_matches_the_top_level_file_still_caches(repo: Path) -> None
     )
     first = manifest.load(repo / "neo.yaml")
     assert first.files == (repo / "neo.yaml", repo / "teams/t/neo.yaml")
-    record = json.loads(_cache_file(repo).read_text())
-    record["result"]["models"][0]["timeout"] = 77
-    _cache_file(repo).write_text(json.dumps(record))
+    _tamper(repo, 77)
     assert manifest.load(repo / "neo.yaml").models["b"].timeout == 77
 
 
