@@ -54,7 +54,7 @@ from neobuild.model import (
     Target,
     VpcConfig,
 )
-from neobuild.statefile import StateFile
+from neobuild.statefile import STATE_DIR, StateFile
 from neobuild.suggest import closest, did_you_mean
 
 if TYPE_CHECKING:
