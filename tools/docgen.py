@@ -64,6 +64,7 @@ MANIFEST_KEYS: dict[str, tuple[str, str]] = {
     "compile.vpc.subnets": ("(required in `vpc`)", "subnets: [subnet-0123abcd]"),
     "compile.tags": ("none", "tags: {team: vision}"),
     "smoke": ("`false`", "smoke: true"),
+    "compile_check": ("`false`", "compile_check: true"),
 }
 
 
