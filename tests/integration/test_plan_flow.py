@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_plan_support import commit_all, init_repo, write
+from factories import commit_all, init_repo, write
 
 NEOBUILD = str(Path(sys.executable).with_name("neobuild"))
 

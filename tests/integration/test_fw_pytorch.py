@@ -14,6 +14,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from locations import EXAMPLES
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import pytorch
@@ -22,7 +23,7 @@ from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
 
 pytestmark = pytest.mark.frameworks
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "torch-cnn"
+EXAMPLE = EXAMPLES / "models" / "torch-cnn"
 SHAPE = (1, 3, 32, 32)
 
 

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from locations import EXAMPLES
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import get_adapter
@@ -27,7 +28,7 @@ from neobuild.runner import run_export
 
 pytestmark = pytest.mark.frameworks
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "tf-savedmodel"
+EXAMPLE = EXAMPLES / "models" / "tf-savedmodel"
 
 
 def _model(inputs: dict[str, list[int]], *, compiler_options: object = None) -> Model:

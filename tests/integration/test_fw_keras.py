@@ -10,6 +10,7 @@ from pathlib import Path
 
 import h5py
 import pytest
+from locations import EXAMPLES
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import get_adapter
@@ -23,7 +24,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
 ]
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "keras-cnn"
+EXAMPLE = EXAMPLES / "models" / "keras-cnn"
 
 
 def _model(inputs: dict[str, list[int]]) -> Model:

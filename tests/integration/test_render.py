@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from locations import GOLDEN
 
 from neobuild import render
 from neobuild.errors import RenderError
 from neobuild.model import ExportRef, Inputs, InputSpec, Manifest, Model, Platform, Target
 
-GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("NEOBUILD_UPDATE_GOLDEN") == "1"
 
 

@@ -127,3 +127,23 @@ def test_weights_from_junit(tmp_path: Path) -> None:
     (tmp_path / "bad.xml").write_text("<not xml")
     weights = weights_from_junit([report, tmp_path / "bad.xml", tmp_path / "missing.xml"])
     assert weights == {"bert": 12.5, "resnet": 3.0}
+
+
+# ---- parse_shard: N=0 and K out of range -------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["1/0", "0/0"])
+def test_shard_with_zero_shards_says_n_must_be_at_least_1(text: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_shard(text)
+    assert "N (the number of shards) must be at least 1" in info.value.message
+    hint = info.value.hint or ""
+    assert "0/0" not in hint and "1/0" not in hint
+    assert "1/1" in hint
+
+
+def test_shard_k_out_of_range_still_names_the_valid_range() -> None:
+    with pytest.raises(UsageError) as info:
+        parse_shard("5/4")
+    assert "K must be between 1 and N" in info.value.message
+    assert info.value.hint == "use 1/4 … 4/4"

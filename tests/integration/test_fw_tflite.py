@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from locations import EXAMPLES
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import get_adapter
@@ -15,7 +16,7 @@ from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
 
 pytestmark = pytest.mark.frameworks
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "tflite-mobile"
+EXAMPLE = EXAMPLES / "models" / "tflite-mobile"
 
 
 def _model(inputs: dict[str, list[int]]) -> Model:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_plan_support import backdate, make_manifest, make_model, seed_models, write
+from factories import backdate, make_manifest, make_model, seed_models, write
 
 from neobuild import statcache
 from neobuild.fingerprint import PARTS, SourceIndex, fingerprint
@@ -241,7 +241,7 @@ def test_many_source_files_are_detailed_per_directory(tmp_path: Path) -> None:
     assert "source:models/big/data/d07/" in fp.parts
     assert "source:models/big/export.py" in fp.parts  # shallow files stay files
 
-    from test_plan_support import fake_build
+    from factories import fake_build
 
     lock = fake_build(manifest, Lock())
     (root / "models/big/data/d07/f3.bin").write_text("changed")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_plan_support import fake_build, init_repo, make_manifest, make_model, seed_models, write
+from factories import fake_build, init_repo, make_manifest, make_model, seed_models, write
 
 from neobuild.lockfile import LOCK_NAME, Lock, read_lock, write_lock
 from neobuild.verify import verify
@@ -95,3 +95,36 @@ def test_orphans_pending_and_config_changed(built: tuple[Path, Lock]) -> None:
     data = json.loads(json.dumps(report.to_json()))
     assert data["schema_version"] == 1 and data["ok"] is False
     assert {"kind", "model", "path", "detail"} == set(data["drifts"][0])
+
+
+# ---- verify: files directly in the build dir belong to no model ------------------------------
+
+
+def test_stray_file_in_build_dir_has_no_model(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    init_repo(root)
+    seed_models(root, ["alpha"])
+    manifest = make_manifest(root, [make_model("alpha")])
+    write_lock(root / LOCK_NAME, fake_build(manifest, Lock()))
+    lock = read_lock(root / LOCK_NAME)
+    write(root, "build/neo/stray.txt", "left here by hand")
+    write(root, "build/neo/alpha.bak", "named like a model")
+    write(root, "build/neo/old-model/model.tar.gz", "a removed model's directory")
+    report = verify(manifest, lock)
+    got = [(d.kind, d.model, d.path) for d in report]
+    assert got == [
+        ("orphaned", None, "build/neo/alpha.bak"),
+        ("orphaned", None, "build/neo/stray.txt"),
+        ("orphaned", "old-model", "build/neo/old-model"),
+    ]
+    data = json.loads(json.dumps(report.to_json()))
+    stray = [d for d in data["drifts"] if d["path"] == "build/neo/stray.txt"]
+    assert stray == [
+        {
+            "kind": "orphaned",
+            "model": None,
+            "path": "build/neo/stray.txt",
+            "detail": "in the build directory, not in neo.lock",
+        }
+    ]
+    assert "orphaned: build/neo/stray.txt: " in report.render()

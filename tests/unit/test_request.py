@@ -12,6 +12,7 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
+from locations import ROOT
 
 from neobuild import neo, request
 from neobuild.errors import RequestError
@@ -27,7 +28,7 @@ from neobuild.model import (
     VpcConfig,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT
 SHA = "sha256:" + "0123456789abcdef" * 4
 ROLE = "arn:aws:iam::123456789012:role/NeoCompile"
 PREFIX = "s3://my-bucket/neo"

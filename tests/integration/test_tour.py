@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from locations import ROOT
 
 import neobuild
 from neobuild import lockfile
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 SECTION = "## A short tour"
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_plan_support import (
+from factories import (
     commit_all,
     fake_build,
     git,

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from locations import EXAMPLES
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks.xgboost import ADAPTER
@@ -19,7 +20,7 @@ from neobuild.model import ExportRef, Inputs, Model, Target
 
 pytestmark = pytest.mark.frameworks
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "xgb-classifier"
+EXAMPLE = EXAMPLES / "models" / "xgb-classifier"
 
 
 def make_model(framework_version: str | None = None) -> Model:

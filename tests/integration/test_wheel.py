@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from locations import EXAMPLES, ROOT
 
 pytest_plugins = ["wheel_env"]
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ def clean_env() -> dict[str, str]:
 
 
 def test_wheel_ships_templates_and_typing_marker(wheel: Path) -> None:
-    templates = Path(__file__).resolve().parent.parent / "templates"
+    templates = ROOT / "templates"
     expected = {
         "neobuild/templates/" + p.relative_to(templates).as_posix()
         for p in templates.rglob("*")
@@ -43,7 +44,7 @@ def test_wheel_installs_and_validates_the_examples(plain_venv: Path, tmp_path: P
     assert help_run.returncode == 0, help_run.stderr
     assert "package" in help_run.stdout
 
-    examples = Path(__file__).resolve().parent.parent / "examples"
+    examples = EXAMPLES
     work = tmp_path / "examples"
     shutil.copytree(examples, work, ignore=shutil.ignore_patterns("build", ".neobuild", "neo.lock"))
     # Run from an unrelated cwd so the installed package, not the checkout, is imported.

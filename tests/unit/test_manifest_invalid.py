@@ -13,11 +13,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from locations import ASSETS
 
 from neobuild import manifest
 from neobuild.errors import ManifestError
 
-CORPUS = Path(__file__).parent / "assets" / "manifests" / "invalid"
+CORPUS = ASSETS / "manifests" / "invalid"
 CASES = sorted(CORPUS.glob("*.yaml"))
 _EXPECT = re.compile(r"# expect: (\d+):(\d+) ([^ ]*): (.*)")
 

@@ -11,6 +11,7 @@ from types import ModuleType
 import numpy as np
 import onnx
 import pytest
+from locations import EXAMPLES
 from onnx import TensorProto, helper, numpy_helper
 
 from neobuild.errors import ArtifactError
@@ -21,7 +22,7 @@ from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
 
 pytestmark = pytest.mark.frameworks
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "models" / "onnx-mlp"
+EXAMPLE = EXAMPLES / "models" / "onnx-mlp"
 SHAPE = (1, 3, 16, 16)
 
 

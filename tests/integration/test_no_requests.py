@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_plan_support import init_repo, write
+from factories import init_repo, write
 
 from neobuild import lockfile
 

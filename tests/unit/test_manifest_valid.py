@@ -7,11 +7,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from locations import ASSETS
 from ruamel.yaml import YAML
 
 from neobuild import manifest, schema
 
-CORPUS = Path(__file__).parent / "assets" / "manifests" / "valid"
+CORPUS = ASSETS / "manifests" / "valid"
 CASES = sorted(CORPUS.glob("*.yaml"))
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_plan_support import (
+from factories import (
     commit_all,
     fake_build,
     init_repo,
@@ -241,7 +241,7 @@ def test_pruned_and_ignored_paths_do_not_count(repo: Path) -> None:
 def test_stat_cache_plan_reads_nothing_when_unchanged(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_plan_support import backdate
+    from factories import backdate
 
     from neobuild import statcache
 

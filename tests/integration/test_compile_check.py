@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import yaml
 from e2e_helpers import copy_examples, git, neobuild, report, write_tree
+from locations import ROOT
 from ruamel.yaml import YAML
 
 from neobuild import compilecheck
@@ -234,7 +235,7 @@ def test_without_the_extra_it_is_a_usage_error(
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('No module named tvm (shadowed)')\n")
     before = (repo / "neo.lock").read_bytes()
-    pythonpath = f"{tmp_path / 'shadow'}:{Path(__file__).resolve().parent.parent}"
+    pythonpath = f"{tmp_path / 'shadow'}:{ROOT}"
     result = neobuild(
         "package",
         "onnx-mlp",

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from locations import ROOT
 from ruamel.yaml import YAML
 
 from neobuild import manifest
 
-ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(
     r"(?:<!--\s*neobuild:\s*(?P<mark>[\w-]+)\s*-->\s*\n)?^```yaml\n(?P<body>.*?)^```$",
