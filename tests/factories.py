@@ -1,4 +1,4 @@
-"""Helpers for the incremental-build tests: a git repo with models, and fake builds.
+"""Builders for tests: models and manifests with defaults, file trees, git repos, fake builds.
 
 A "build" here writes what ``package`` writes (archive, exported file, rendered
 script, one request per target) and records a real ``lockfile.LockEntry`` with the
@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from neobuild.lockfile import FileRecord, Lock, LockEntry, RequestRecord
 from neobuild.model import ExportRef, Inputs, InputSpec, Manifest, Model, Position, Target
@@ -45,36 +46,67 @@ def write(root: Path, rel: str, text: str) -> Path:
 
 
 def make_model(
-    name: str,
+    name: str = "m",
     *,
+    framework: str = "onnx",
+    export: ExportRef | str | None = None,
+    inputs: Inputs | Mapping[str, Sequence[int]] | None = None,
+    targets: Iterable[str | Target] = ("ml_c5",),
     sources: Iterable[str] = (),
-    targets: Iterable[str] = ("ml_c5",),
-    timeout: int = 900,
-    requirements_file: str | None = None,
+    requirements: Iterable[str] = (),
+    env: Mapping[str, str] | None = None,
+    tags: Iterable[str] = (),
     position: Path | None = None,
+    **fields: Any,
 ) -> Model:
+    r"""A ``Model`` as ``manifest.load`` would build it, with defaults for what a test ignores.
+
+    ``export`` is an ``ExportRef`` or the path of an export.py whose function is ``export``
+    (default ``models/<name>/export.py``). ``inputs`` is an ``Inputs`` or ``{name: shape}``
+    (dict form, in that order; default one input ``input`` of shape (1, 3)). ``targets``
+    are device names or ``Target``\ s (``()`` for none). Every other ``Model`` field
+    (``framework_version``, ``timeout``, ``requirements_file``, ``compile``...) is passed on.
+    """
+    if export is None:
+        export = f"models/{name}/export.py"
+    if isinstance(export, str):
+        export = ExportRef(function="export", path=export)
+    if inputs is None:
+        inputs = {"input": (1, 3)}
+    if not isinstance(inputs, Inputs):
+        inputs = Inputs("dict", tuple(InputSpec(n, tuple(s)) for n, s in inputs.items()))
     return Model(
         name=name,
-        framework="onnx",
-        export=ExportRef(function="export", path=f"models/{name}/export.py"),
-        inputs=Inputs(form="dict", items=(InputSpec("input", (1, 3)),)),
-        targets=tuple(Target(device=t) for t in targets),
-        framework_version="1.0",
+        framework=framework,
+        export=export,
+        inputs=inputs,
+        targets=tuple(t if isinstance(t, Target) else Target(device=t) for t in targets),
         sources=tuple(sources),
-        timeout=timeout,
-        requirements_file=requirements_file,
+        requirements=tuple(requirements),
+        env=tuple(sorted((env or {}).items())),
+        tags=tuple(tags),
         position=Position(position) if position is not None else None,
+        **fields,
     )
 
 
-def make_manifest(root: Path, models: Iterable[Model], *, files: Iterable[Path] = ()) -> Manifest:
+def make_manifest(
+    root: Path,
+    models: Iterable[Model],
+    *,
+    files: Iterable[Path] = (),
+    build_dir: Path | None = None,
+    **fields: Any,
+) -> Manifest:
+    """A ``Manifest`` rooted at ``root`` (its neo.yaml need not exist); build dir build/neo."""
     root = root.resolve()
     return Manifest(
         path=root / "neo.yaml",
         root=root,
-        build_dir=root / "build" / "neo",
+        build_dir=build_dir if build_dir is not None else root / "build" / "neo",
         models={m.name: m for m in models},
         files=(root / "neo.yaml", *files),
+        **fields,
     )
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import boto3
+import factories
 import pytest
 
 from neobuild import cache, lockfile, outputs, package, request
@@ -14,12 +15,8 @@ from neobuild.errors import CacheError
 from neobuild.model import (
     CacheSettings,
     CompileSettings,
-    ExportRef,
-    Inputs,
-    InputSpec,
     Manifest,
     Model,
-    Target,
 )
 
 pytest_plugins = ["moto_server"]
@@ -28,13 +25,12 @@ FINGERPRINT = "sha256:" + hashlib.sha256(b"inputs of cnn").hexdigest()
 
 
 def make_clone(root: Path, cache_settings: CacheSettings | None = None) -> tuple[Manifest, Model]:
-    model = Model(
-        name="cnn",
+    model = factories.make_model(
+        "cnn",
         framework="pytorch",
         framework_version="2.0",
-        export=ExportRef(function="export", path="models/cnn/export.py"),
-        inputs=Inputs(form="dict", items=(InputSpec("input0", (1, 3, 8, 8)),)),
-        targets=(Target(device="ml_c5"), Target(device="ml_m5")),
+        inputs={"input0": (1, 3, 8, 8)},
+        targets=("ml_c5", "ml_m5"),
         compile=CompileSettings(
             role_arn="arn:aws:iam::123456789012:role/NeoRole",
             s3_prefix="s3://neo-bucket/neo",

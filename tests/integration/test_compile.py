@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import factories
 import pytest
 from botocore.stub import Stubber
 
@@ -23,9 +25,6 @@ from neobuild.compile import (
 from neobuild.errors import AwsError, RequestError, UsageError
 from neobuild.model import (
     CompileSettings,
-    ExportRef,
-    Inputs,
-    InputSpec,
     Manifest,
     Model,
     Platform,
@@ -39,12 +38,11 @@ BUCKET = "neo-bucket"
 
 
 def make_model(name: str = "cnn", *, region: str = "us-east-1", bucket: str = BUCKET) -> Model:
-    return Model(
-        name=name,
+    return factories.make_model(
+        name,
         framework="pytorch",
         framework_version="2.0",
-        export=ExportRef(function="export", path=f"models/{name}/export.py"),
-        inputs=Inputs(form="dict", items=(InputSpec("input0", (1, 3, 8, 8)),)),
+        inputs={"input0": (1, 3, 8, 8)},
         targets=(
             Target(device="ml_c5"),
             Target(
@@ -283,7 +281,7 @@ def stubbed(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     model = make_model()
-    model = Model(**{**model.__dict__, "targets": model.targets[:1]})
+    model = dataclasses.replace(model, targets=model.targets[:1])
     manifest = make_manifest(tmp_path, [model])
     package_model(manifest, model)
     name = read_request(manifest, "cnn", "ml_c5")["CompilationJobName"]

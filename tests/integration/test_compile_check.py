@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import factories
 import numpy as np
 import pytest
 import yaml
@@ -25,7 +26,7 @@ from locations import ROOT
 from ruamel.yaml import YAML
 
 from neobuild import compilecheck
-from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.model import Model
 
 pytestmark = pytest.mark.frameworks
 
@@ -282,13 +283,8 @@ def test_memory_limit_is_applied_and_reported(
 
 
 def _model(framework: str, inputs: dict[str, list[int]] | None = None) -> Model:
-    shapes = inputs or {"input": [1, 3, 8, 8]}
-    return Model(
-        name="m",
-        framework=framework,
-        export=ExportRef(function="export", path="x.py"),
-        inputs=Inputs("dict", tuple(InputSpec(k, tuple(v)) for k, v in shapes.items())),
-        targets=(Target(device="ml_c5"),),
+    return factories.make_model(
+        framework=framework, export="x.py", inputs=inputs or {"input": [1, 3, 8, 8]}
     )
 
 

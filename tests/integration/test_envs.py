@@ -10,11 +10,12 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import factories
 import pytest
 
 from neobuild import envs, runner
 from neobuild.errors import EnvironmentSetupError
-from neobuild.model import ExportRef, Inputs, Model
+from neobuild.model import Inputs, Model
 
 SIX = "six==1.16.0"
 
@@ -41,10 +42,9 @@ SIX_EXPORT = """
 def make_model(
     *, requirements: tuple[str, ...] = (), requirements_file: str | None = None, name: str = "m"
 ) -> Model:
-    return Model(
-        name=name,
-        framework="onnx",
-        export=ExportRef(function="export", path="m/export.py"),
+    return factories.make_model(
+        name,
+        export="m/export.py",
         inputs=Inputs("none"),
         targets=(),
         requirements=requirements,

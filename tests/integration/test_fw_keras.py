@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
 from pathlib import Path
 
+import factories
 import h5py
 import pytest
-from locations import EXAMPLES
+from example_exports import export_example
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import get_adapter
 from neobuild.frameworks.keras import ADAPTER, read_h5, to_nchw
-from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.model import Model
 from neobuild.runner import run_export
 
 pytestmark = [
@@ -24,16 +24,13 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword"),
 ]
 
-EXAMPLE = EXAMPLES / "models" / "keras-cnn"
-
 
 def _model(inputs: dict[str, list[int]]) -> Model:
-    return Model(
-        name="keras-cnn",
+    return factories.make_model(
+        "keras-cnn",
         framework="keras",
-        export=ExportRef(function="export", path="examples/models/keras-cnn/export.py"),
-        inputs=Inputs("dict", tuple(InputSpec(n, tuple(s)) for n, s in inputs.items())),
-        targets=(Target(device="ml_c5"),),
+        export="examples/models/keras-cnn/export.py",
+        inputs=inputs,
         framework_version="2.2.4",
     )
 
@@ -42,12 +39,7 @@ GOOD = _model({"input_1": [1, 3, 28, 28]})
 
 
 def _export(out: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("example_keras_cnn", EXAMPLE / "export.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.export(out, {"input_1": [1, 3, 28, 28]})
-    return out
+    return export_example("keras-cnn", out, {"input_1": [1, 3, 28, 28]})
 
 
 @pytest.fixture(scope="module")
@@ -277,12 +269,11 @@ def test_export_that_writes_two_h5_files_is_rejected(tmp_path: Path) -> None:
     """The whole path of the broken export: a real subprocess export, then the check."""
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "export.py").write_text(BROKEN_EXPORT)
-    model = Model(
-        name="broken-keras",
+    model = factories.make_model(
+        "broken-keras",
         framework="keras",
-        export=ExportRef(function="export", path="broken/export.py"),
-        inputs=Inputs("dict", (InputSpec("input_1", (1, 1, 8, 8)),)),
-        targets=(Target(device="ml_c5"),),
+        export="broken/export.py",
+        inputs={"input_1": (1, 1, 8, 8)},
         timeout=300,
     )
     out = tmp_path / "out"

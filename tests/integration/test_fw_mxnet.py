@@ -12,13 +12,14 @@ import json
 import shutil
 from pathlib import Path
 
+import factories
 import pytest
 from mxnet_env import SHAPE, export_example
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import mxnet
 from neobuild.frameworks.mxnet import ADAPTER
-from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.model import Model
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.slow]
 
@@ -26,12 +27,11 @@ SYMBOL, PARAMS = "mxnet-mlp-symbol.json", "mxnet-mlp-0000.params"
 
 
 def make_model(name: str = "data", framework_version: str = "1.9") -> Model:
-    return Model(
-        name="mxnet-mlp",
+    return factories.make_model(
+        "mxnet-mlp",
         framework="mxnet",
-        export=ExportRef(function="export", path="examples/models/mxnet-mlp/export.py"),
-        inputs=Inputs("dict", (InputSpec(name, SHAPE),)),
-        targets=(Target(device="ml_c5"),),
+        export="examples/models/mxnet-mlp/export.py",
+        inputs={name: SHAPE},
         framework_version=framework_version,
     )
 

@@ -2,40 +2,35 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 
+import factories
 import numpy as np
 import onnx
 import pytest
-from locations import EXAMPLES
+from example_exports import load_example
 from onnx import TensorProto, helper, numpy_helper
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import _protowire
 from neobuild.frameworks import onnx as onnx_adapter
 from neobuild.frameworks.onnx import ADAPTER
-from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.model import Model
 
 pytestmark = pytest.mark.frameworks
 
-EXAMPLE = EXAMPLES / "models" / "onnx-mlp"
 SHAPE = (1, 3, 16, 16)
 
 
 def make_model(
     inputs: dict[str, tuple[int, ...]] | None = None, framework_version: str | None = None
 ) -> Model:
-    specs = tuple(InputSpec(n, s) for n, s in (inputs or {"input": SHAPE}).items())
-    return Model(
-        name="onnx-mlp",
-        framework="onnx",
-        export=ExportRef(function="export", path="examples/models/onnx-mlp/export.py"),
-        inputs=Inputs("dict", specs),
-        targets=(Target(device="ml_c5"),),
+    return factories.make_model(
+        "onnx-mlp",
+        export="examples/models/onnx-mlp/export.py",
+        inputs=inputs or {"input": SHAPE},
         framework_version=framework_version,
     )
 
@@ -48,12 +43,7 @@ def rejection(export_dir: Path, model: Model | None = None) -> ArtifactError:
 
 @pytest.fixture(scope="module")
 def example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("onnx_mlp_export", EXAMPLE / "export.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_example("onnx-mlp")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -12,14 +11,16 @@ import zipfile
 from pathlib import Path
 from types import ModuleType
 
+import factories
 import pytest
 import torch
+from example_exports import load_example
 from locations import EXAMPLES
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import pytorch
 from neobuild.frameworks.pytorch import ADAPTER
-from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.model import Inputs, InputSpec, Model, Target
 
 pytestmark = pytest.mark.frameworks
 
@@ -36,28 +37,18 @@ def make_model(
     items = tuple(
         InputSpec(None if form == "list" else f"input{i}", s) for i, s in enumerate(shapes)
     )
-    return Model(
-        name="torch-cnn",
+    return factories.make_model(
+        "torch-cnn",
         framework="pytorch",
-        export=ExportRef(function="export", path="examples/models/torch-cnn/export.py"),
+        export="examples/models/torch-cnn/export.py",
         inputs=Inputs(form, items if form != "none" else ()),  # type: ignore[arg-type]
-        targets=(Target(device="ml_c5"),),
         framework_version=framework_version,
     )
 
 
-def load_example(directory: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, directory / "export.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # so pickle can name its classes
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def example() -> ModuleType:
-    return load_example(EXAMPLE, "torch_cnn_export")
+    return load_example("torch-cnn")
 
 
 @pytest.fixture(scope="module")

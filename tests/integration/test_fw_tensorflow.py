@@ -3,14 +3,15 @@ frozen graph, and broken variants; plus the protobuf reader it uses."""
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+import factories
 import pytest
+from example_exports import export_example
 from locations import EXAMPLES
 
 from neobuild.errors import ArtifactError
@@ -23,7 +24,7 @@ from neobuild.frameworks._protowire import (
     parse_text,
 )
 from neobuild.frameworks.tensorflow import ADAPTER, read_frozen_graph, read_saved_model
-from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.model import ExportRef, Model, Target
 from neobuild.runner import run_export
 
 pytestmark = pytest.mark.frameworks
@@ -32,11 +33,11 @@ EXAMPLE = EXAMPLES / "models" / "tf-savedmodel"
 
 
 def _model(inputs: dict[str, list[int]], *, compiler_options: object = None) -> Model:
-    return Model(
-        name="tf-savedmodel",
+    return factories.make_model(
+        "tf-savedmodel",
         framework="tensorflow",
-        export=ExportRef(function="export", path="examples/models/tf-savedmodel/export.py"),
-        inputs=Inputs("dict", tuple(InputSpec(n, tuple(s)) for n, s in inputs.items())),
+        export="examples/models/tf-savedmodel/export.py",
+        inputs=inputs,
         targets=(Target(device="ml_c5", compiler_options=compiler_options),),
         framework_version="2.9",
     )
@@ -46,12 +47,7 @@ GOOD = _model({"input": [1, 28, 28, 3]})
 
 
 def _export(out: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("example_tf_savedmodel", EXAMPLE / "export.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.export(out, {"input": [1, 28, 28, 3]})
-    return out
+    return export_example("tf-savedmodel", out, {"input": [1, 28, 28, 3]})
 
 
 @pytest.fixture(scope="module")

@@ -2,30 +2,28 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
+import factories
 import pytest
-from locations import EXAMPLES
+from example_exports import export_example
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import get_adapter
 from neobuild.frameworks.tflite import ADAPTER, read_tflite
-from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.model import Model
 
 pytestmark = pytest.mark.frameworks
 
-EXAMPLE = EXAMPLES / "models" / "tflite-mobile"
-
 
 def _model(inputs: dict[str, list[int]]) -> Model:
-    return Model(
-        name="tflite-mobile",
+    return factories.make_model(
+        "tflite-mobile",
         framework="tflite",
-        export=ExportRef(function="export", path="examples/models/tflite-mobile/export.py"),
-        inputs=Inputs("dict", tuple(InputSpec(n, tuple(s)) for n, s in inputs.items())),
-        targets=(Target(device="rasp4b"),),
+        export="examples/models/tflite-mobile/export.py",
+        inputs=inputs,
+        targets=("rasp4b",),
         framework_version="1.15",
     )
 
@@ -34,12 +32,7 @@ GOOD = _model({"input": [1, 28, 28, 3]})
 
 
 def _export(out: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("example_tflite_mobile", EXAMPLE / "export.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.export(out, {"input": [1, 28, 28, 3]})
-    return out
+    return export_example("tflite-mobile", out, {"input": [1, 28, 28, 3]})
 
 
 @pytest.fixture(scope="module")

@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import factories
 import pytest
-from locations import EXAMPLES
+from example_exports import load_example
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks.xgboost import ADAPTER
-from neobuild.model import ExportRef, Inputs, Model, Target
+from neobuild.model import Inputs, Model
 
 pytestmark = pytest.mark.frameworks
 
-EXAMPLE = EXAMPLES / "models" / "xgb-classifier"
-
 
 def make_model(framework_version: str | None = None) -> Model:
-    return Model(
-        name="xgb-classifier",
+    return factories.make_model(
+        "xgb-classifier",
         framework="xgboost",
-        export=ExportRef(function="export", path="examples/models/xgb-classifier/export.py"),
+        export="examples/models/xgb-classifier/export.py",
         inputs=Inputs("none"),
-        targets=(Target(device="ml_c5"),),
         framework_version=framework_version,
     )
 
@@ -42,12 +38,7 @@ def rejection(export_dir: Path) -> ArtifactError:
 
 @pytest.fixture(scope="module")
 def example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("xgb_classifier_export", EXAMPLE / "export.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_example("xgb-classifier")
 
 
 @pytest.fixture(scope="module")

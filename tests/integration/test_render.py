@@ -11,24 +11,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import factories
 import pytest
 from locations import GOLDEN
 
 from neobuild import render
 from neobuild.errors import RenderError
-from neobuild.model import ExportRef, Inputs, InputSpec, Manifest, Model, Platform, Target
+from neobuild.model import Inputs, InputSpec, Manifest, Model, Platform, Target
 
 UPDATE = os.environ.get("NEOBUILD_UPDATE_GOLDEN") == "1"
 
 
 def _model(name: str, framework: str, inputs: Inputs, *targets: Target, **kw: object) -> Model:
-    return Model(
-        name=name,
+    return factories.make_model(
+        name,
         framework=framework,
-        export=ExportRef(function="export", path="export.py"),
+        export="export.py",
         inputs=inputs,
-        targets=targets or (Target(device="ml_c5"),),
-        **kw,  # type: ignore[arg-type]
+        targets=targets or ("ml_c5",),
+        **kw,
     )
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import factories
 import pytest
 from e2e_helpers import ROOT, git, init_repo, neobuild, report, write_tree
 
 from neobuild import render
-from neobuild.model import ExportRef, Inputs, Manifest, Model, Target
+from neobuild.model import Inputs, Manifest, Model
 
 DLR = (ROOT / "templates" / "inference" / "dlr.py.j2").read_text()
 
@@ -82,13 +83,8 @@ def test_editing_an_included_template_makes_the_model_stale(tmp_path: Path) -> N
 
 
 def _model(templates_dir: str | None = None) -> Model:
-    return Model(
-        name="m",
-        framework="onnx",
-        export=ExportRef(function="export", path="src/export.py"),
-        inputs=Inputs("dict", ()),
-        targets=(Target(device="ml_c5"),),
-        templates_dir=templates_dir,
+    return factories.make_model(
+        export="src/export.py", inputs=Inputs("dict", ()), templates_dir=templates_dir
     )
 
 

@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import factories
 import numpy
 import pytest
 
@@ -31,13 +32,11 @@ def make_model(
     timeout: int = 120,
     inputs: Inputs | None = None,
 ) -> Model:
-    return Model(
-        name="m",
-        framework="onnx",
+    return factories.make_model(
         export=ExportRef(function=function, path=None if module else path, module=module),
-        inputs=inputs or Inputs("dict", (InputSpec("data", (1, 3, 8, 8)),)),
+        inputs=inputs or {"data": (1, 3, 8, 8)},
         targets=(),
-        env=tuple(sorted((env or {}).items())),
+        env=env,
         timeout=timeout,
     )
 

@@ -24,12 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
+import factories
 import numpy as np
 import pytest
 from test_smoke import _build
 from torchserve_frontend import Response, Worker
 
-from neobuild.model import ExportRef, Inputs, InputSpec, Manifest, Model, Target
+from neobuild.model import Inputs, InputSpec, Manifest, Model
 from neobuild.package import pack
 from neobuild.render import archive_extras, render_model
 
@@ -49,13 +50,12 @@ INPUTS = {
 
 
 def _model(name: str) -> Model:
-    return Model(
-        name=name,
+    return factories.make_model(
+        name,
         framework="pytorch",
         framework_version="2.0",
-        export=ExportRef(function="export", path="export.py"),
+        export="export.py",
         inputs=INPUTS[name],
-        targets=(Target(device="ml_c5"),),
     )
 
 
@@ -410,13 +410,7 @@ def test_client_errors_carry_a_4xx_status_with_or_without_the_toolkit(
 
 
 def _rendered(tmp_path: Path, framework: str, inputs: Inputs, name: str) -> ModuleType:
-    model = Model(
-        name=name,
-        framework=framework,
-        export=ExportRef(function="export", path="export.py"),
-        inputs=inputs,
-        targets=(Target(device="ml_c5"),),
-    )
+    model = factories.make_model(name, framework=framework, export="export.py", inputs=inputs)
     manifest = Manifest(
         path=tmp_path / "neo.yaml", root=tmp_path, build_dir=tmp_path / "b", models={name: model}
     )

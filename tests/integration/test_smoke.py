@@ -10,11 +10,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import factories
 import pytest
 
 from neobuild.errors import RenderError, SmokeTestError
 from neobuild.model import (
-    ExportRef,
     Inputs,
     InputSpec,
     Manifest,
@@ -160,13 +160,13 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _model(name: str, framework: str, inputs: Inputs, *targets: Target, **kw: object) -> Model:
-    return Model(
-        name=name,
+    return factories.make_model(
+        name,
         framework=framework,
-        export=ExportRef(function="export", path="export.py"),
+        export="export.py",
         inputs=inputs,
-        targets=targets or (Target(device="ml_c5"),),
-        **kw,  # type: ignore[arg-type]
+        targets=targets or ("ml_c5",),
+        **kw,
     )
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import factories
 import pytest
 from mxnet_env import SHAPE, export_example
 
 from neobuild.errors import SmokeTestError
-from neobuild.model import ExportRef, Inputs, InputSpec, Manifest, Model, Target
+from neobuild.model import Manifest, Model, Target
 from neobuild.smoke import PASSED, smoke_test
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.slow]
@@ -25,12 +26,12 @@ def exported(mxnet_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def _model(*targets: Target, name: str = "data") -> Model:
-    return Model(
-        name="mxnet-mlp",
+    return factories.make_model(
+        "mxnet-mlp",
         framework="mxnet",
-        export=ExportRef(function="export", path="examples/models/mxnet-mlp/export.py"),
-        inputs=Inputs("dict", (InputSpec(name, SHAPE),)),
-        targets=targets or (Target(device="ml_c5"),),
+        export="examples/models/mxnet-mlp/export.py",
+        inputs={name: SHAPE},
+        targets=targets or ("ml_c5",),
         framework_version="1.8",
     )
 

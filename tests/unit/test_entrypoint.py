@@ -39,7 +39,10 @@ def _write(root: Path, rel: str, text: str) -> None:
         ("import export\n", True),
         ("export = make_exporter()\n", True),
         ("export: object = None\n", True),
-        ("try:\n    from fast import export\nexcept ImportError:\n    from slow import export\n", True),
+        (
+            "try:\n    from fast import export\nexcept ImportError:\n    from slow import export\n",
+            True,
+        ),
         ("if True:\n    def export(out, inputs):\n        pass\n", True),
         ("class export:\n    pass\n", True),
         ("a, (b, export) = 1, (2, 3)\n", True),
@@ -78,7 +81,9 @@ def test_missing_function_is_positioned_with_did_you_mean(tmp_path: Path) -> Non
 
 
 def test_missing_function_lists_what_the_file_defines(tmp_path: Path) -> None:
-    _write(tmp_path, "m/export.py", "def save(out, inputs):\n    pass\n\n\ndef _helper():\n    pass\n")
+    _write(
+        tmp_path, "m/export.py", "def save(out, inputs):\n    pass\n\n\ndef _helper():\n    pass\n"
+    )
     (problem,) = _check(tmp_path, "m/export.py:export")
     assert problem.endswith("hint: it defines: save, _helper")
 
@@ -119,9 +124,16 @@ def test_manifest_cache_rechecks_an_edited_export_file(tmp_path: Path) -> None:
 def test_inputs_inside_build_dir_are_refused_by_validate(tmp_path: Path) -> None:
     _write(tmp_path, "out/m/export.py", "def export(out, inputs):\n    pass\n")
     (tmp_path / "neo.yaml").write_text(
-        MANIFEST.format(export="out/m/export.py:export").replace("models:", "build_dir: out\nmodels:")
+        MANIFEST.format(export="out/m/export.py:export").replace(
+            "models:", "build_dir: out\nmodels:"
+        )
     )
     _, problems = manifest.check(tmp_path / "neo.yaml", use_cache=False)
     assert [(p.line, p.col, p.path, p.message) for p in problems] == [
-        (6, 13, "models.m.export", "out/m/export.py is inside build_dir out, which neobuild replaces")
+        (
+            6,
+            13,
+            "models.m.export",
+            "out/m/export.py is inside build_dir out, which neobuild replaces",
+        )
     ]

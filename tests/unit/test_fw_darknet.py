@@ -6,12 +6,13 @@ import os
 import struct
 from pathlib import Path
 
+import factories
 import pytest
 
 from neobuild.errors import ArtifactError
 from neobuild.frameworks import _common
 from neobuild.frameworks.darknet import ADAPTER, read_net_shape
-from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
+from neobuild.model import Inputs, InputSpec, Model
 
 CFG = """\
 [net]
@@ -32,12 +33,12 @@ filters=32
 
 
 def make_model(shape: tuple[int, ...] = (1, 3, 160, 224)) -> Model:
-    return Model(
-        name="tiny-darknet",
+    return factories.make_model(
+        "tiny-darknet",
         framework="darknet",
-        export=ExportRef(function="export", path="models/darknet/export.py"),
-        inputs=Inputs("dict", (InputSpec("data", shape),)),
-        targets=(Target(device="rasp4b"),),
+        export="models/darknet/export.py",
+        inputs={"data": shape},
+        targets=("rasp4b",),
     )
 
 

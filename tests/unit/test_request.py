@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.session
+import factories
 import pytest
 from botocore.validate import ParamValidator
 from locations import ROOT
@@ -18,7 +20,6 @@ from neobuild import neo, request
 from neobuild.errors import RequestError
 from neobuild.model import (
     CompileSettings,
-    ExportRef,
     Inputs,
     InputSpec,
     Manifest,
@@ -65,10 +66,10 @@ def model(
     name: str = "m1",
     settings: CompileSettings = SETTINGS,
 ) -> Model:
-    return Model(
-        name=name,
+    return factories.make_model(
+        name,
         framework=framework,
-        export=ExportRef(function="export", path="export.py"),
+        export="export.py",
         inputs=inputs,
         targets=(target,),
         framework_version=version,
@@ -704,14 +705,7 @@ def test_tag_pattern_without_the_regex_package(monkeypatch: pytest.MonkeyPatch) 
 
 def _two_target_model() -> Model:
     m = VARIANTS["onnx-ml_c5"]
-    return Model(
-        name=m.name,
-        framework=m.framework,
-        export=m.export,
-        inputs=m.inputs,
-        targets=(dev("ml_c5"), plat("LINUX", "ARM64")),
-        compile=SETTINGS,
-    )
+    return dataclasses.replace(m, targets=(dev("ml_c5"), plat("LINUX", "ARM64")))
 
 
 def test_write_requests(tmp_path: Path) -> None:
@@ -734,10 +728,9 @@ def test_write_requests(tmp_path: Path) -> None:
 
 
 def test_write_requests_writes_nothing_when_a_target_fails(tmp_path: Path) -> None:
-    m = Model(
-        name="bad",
-        framework="onnx",
-        export=ExportRef(function="export", path="export.py"),
+    m = factories.make_model(
+        "bad",
+        export="export.py",
         inputs=_dict(input=(1, 4)),
         targets=(
             dev("ml_c5"),
@@ -770,10 +763,10 @@ def test_examples_manifest_requests_pass(input_shape: Any) -> None:
 
 
 def test_write_requests_collects_warnings_and_placeholders(tmp_path: Path) -> None:
-    m = Model(
-        name="incomplete",
+    m = factories.make_model(
+        "incomplete",
         framework="pytorch",
-        export=ExportRef(function="export", path="export.py"),
+        export="export.py",
         inputs=IMG,
         targets=(dev("ml_c5"), dev("ml_inf2")),
         framework_version="2.0",
