@@ -38,13 +38,7 @@ def make_clone(root: Path, cache_settings: CacheSettings | None = None) -> tuple
         ),
     )
     root.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest(
-        path=root / "neo.yaml",
-        root=root,
-        build_dir=root / "build" / "neo",
-        models={"cnn": model},
-        cache=cache_settings,
-    )
+    manifest = factories.make_manifest(root, [model], cache=cache_settings)
     return manifest, model
 
 

@@ -13,6 +13,7 @@ import boto3
 import factories
 import pytest
 from botocore.stub import Stubber
+from factories import make_manifest
 
 from neobuild import aws, lockfile, package, request
 from neobuild.compile import (
@@ -51,15 +52,6 @@ def make_model(name: str = "cnn", *, region: str = "us-east-1", bucket: str = BU
             ),
         ),
         compile=CompileSettings(role_arn=ROLE, s3_prefix=f"s3://{bucket}/neo", region=region),
-    )
-
-
-def make_manifest(root: Path, models: Sequence[Model]) -> Manifest:
-    return Manifest(
-        path=root / "neo.yaml",
-        root=root,
-        build_dir=root / "build" / "neo",
-        models={m.name: m for m in models},
     )
 
 

@@ -34,12 +34,8 @@ def _model(name: str, framework: str, inputs: Inputs, *targets: Target, **kw: ob
 
 
 def _manifest(root: Path, *models: Model, templates_dir: Path | None = None) -> Manifest:
-    return Manifest(
-        path=root / "neo.yaml",
-        root=root,
-        build_dir=root / "build",
-        models={m.name: m for m in models},
-        templates_dir=templates_dir,
+    return factories.make_manifest(
+        root, models, build_dir=root / "build", templates_dir=templates_dir
     )
 
 

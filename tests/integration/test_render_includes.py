@@ -89,12 +89,11 @@ def _model(templates_dir: str | None = None) -> Model:
 
 
 def _manifest(root: Path, model: Model, templates_dir: str | None = "top") -> Manifest:
-    return Manifest(
-        path=root / "neo.yaml",
-        root=root,
+    return factories.make_manifest(
+        root,
+        [model],
         build_dir=root / "build",
         templates_dir=Path(templates_dir) if templates_dir else None,
-        models={model.name: model},
     )
 
 

@@ -30,7 +30,7 @@ import pytest
 from test_smoke import _build
 from torchserve_frontend import Response, Worker
 
-from neobuild.model import Inputs, InputSpec, Manifest, Model
+from neobuild.model import Inputs, InputSpec, Model
 from neobuild.package import pack
 from neobuild.render import archive_extras, render_model
 
@@ -62,9 +62,7 @@ def _model(name: str) -> Model:
 def _container_layout(name: str, export_dir: Path, base: Path) -> Path:
     """Pack the export as neobuild does and extract it where the container reads it."""
     model = _model(name)
-    manifest = Manifest(
-        path=base / "neo.yaml", root=base, build_dir=base / "build", models={name: model}
-    )
+    manifest = factories.make_manifest(base, [model], build_dir=base / "build")
     rendered = render_model(manifest, model)
     files = sorted(p.name for p in export_dir.iterdir())
     archive = pack(export_dir, files, base / "model.tar.gz", extra=archive_extras(model, rendered))
@@ -355,9 +353,7 @@ def _load_handler(path: Path, name: str, *, toolkit: bool) -> ModuleType:
 def handlers(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, ModuleType]:
     base = tmp_path_factory.mktemp("handler")
     model = _model("torch-one")
-    manifest = Manifest(
-        path=base / "neo.yaml", root=base, build_dir=base / "b", models={model.name: model}
-    )
+    manifest = factories.make_manifest(base, [model], build_dir=base / "b")
     path = base / "inference.py"
     path.write_bytes(render_model(manifest, model)["code/inference.py"])
     return (
@@ -411,9 +407,7 @@ def test_client_errors_carry_a_4xx_status_with_or_without_the_toolkit(
 
 def _rendered(tmp_path: Path, framework: str, inputs: Inputs, name: str) -> ModuleType:
     model = factories.make_model(name, framework=framework, export="export.py", inputs=inputs)
-    manifest = Manifest(
-        path=tmp_path / "neo.yaml", root=tmp_path, build_dir=tmp_path / "b", models={name: model}
-    )
+    manifest = factories.make_manifest(tmp_path, [model], build_dir=tmp_path / "b")
     path = tmp_path / f"{name}.py"
     path.write_bytes(render_model(manifest, model)["code/inference.py"])
     return _load_handler(path, name, toolkit=False)

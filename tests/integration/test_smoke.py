@@ -171,12 +171,8 @@ def _model(name: str, framework: str, inputs: Inputs, *targets: Target, **kw: ob
 
 
 def _manifest(root: Path, model: Model, templates_dir: Path | None = None) -> Manifest:
-    return Manifest(
-        path=root / "neo.yaml",
-        root=root,
-        build_dir=root / "build",
-        models={model.name: model},
-        templates_dir=templates_dir,
+    return factories.make_manifest(
+        root, [model], build_dir=root / "build", templates_dir=templates_dir
     )
 
 

@@ -37,9 +37,7 @@ def _model(*targets: Target, name: str = "data") -> Model:
 
 
 def _manifest(root: Path, model: Model) -> Manifest:
-    return Manifest(
-        path=root / "neo.yaml", root=root, build_dir=root / "b", models={model.name: model}
-    )
+    return factories.make_manifest(root, [model], build_dir=root / "b")
 
 
 @pytest.mark.parametrize(

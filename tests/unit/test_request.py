@@ -79,12 +79,7 @@ def model(
 
 def manifest_of(*models: Model) -> Manifest:
     root = Path("/repo")
-    return Manifest(
-        path=root / "neo.yaml",
-        root=root,
-        build_dir=root / "build",
-        models={m.name: m for m in models},
-    )
+    return factories.make_manifest(root, models, build_dir=root / "build")
 
 
 def dev(device: str, options: Any = None) -> Target:
