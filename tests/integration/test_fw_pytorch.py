@@ -102,7 +102,7 @@ def test_state_dict_is_rejected_with_reason_and_fix(example: ModuleType, tmp_pat
 def test_pickled_module_is_rejected(example: ModuleType, tmp_path: Path) -> None:
     torch.save(example.build_model(), tmp_path / "model.pt")
     (problem,) = rejection(tmp_path).problems
-    assert "a pickled torch_cnn_export.TinyCnn saved with torch.save" in problem
+    assert "a pickled example_torch_cnn.TinyCnn saved with torch.save" in problem
 
 
 def test_legacy_pickle_is_rejected(example: ModuleType, tmp_path: Path) -> None:
