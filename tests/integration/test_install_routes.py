@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from e2e_helpers import neobuild
 from everyday_project import write_project
+from locations import ROOT
 from ruamel.yaml import YAML
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _pip_install(spec: str, target: Path) -> None:

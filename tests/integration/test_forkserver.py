@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from neobuild import forkserver, runner
 from tests.test_runner import *  # noqa: F403 - the runner's tests, collected again here
 from tests.test_runner import PY, gone, make_model, write
+
+from neobuild import forkserver, runner
 
 pytestmark = pytest.mark.skipif(not forkserver.available(), reason="no fork server here")
 

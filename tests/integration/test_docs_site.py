@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from locations import ROOT
 from ruamel.yaml import YAML
 
 from neobuild import api, cli
 from neobuild.model import FRAMEWORKS
 
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-import docgen  # noqa: E402
+import docgen
 
 
 def _schema_keys(node: dict, prefix: str = "") -> set[str]:
