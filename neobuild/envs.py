@@ -101,6 +101,10 @@ class EnvEvent:
 
 _reporters: list[Callable[[EnvEvent], None]] = []
 _reporters_lock = threading.Lock()
+#: Env keys this process holds the lock of, and for which model (to name what a -j
+#: worker waits on).
+_creating: dict[str, str] = {}
+_creating_lock = threading.Lock()
 
 
 @contextmanager
@@ -126,7 +130,7 @@ class _Reporter:
         self.key = key
         self.started = time.monotonic()
         self.stage: Stage = "venv"
-        self.text = ""
+        self.text = "starting"
 
     @staticmethod
     def listening() -> bool:
@@ -359,15 +363,27 @@ def export_python(
     lock_path = envs / f"{key}.lock"
     lock = filelock.FileLock(str(lock_path))
     try:
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
+        # Taking the lock and noting who holds it is one step for this process's threads,
+        # so a -j worker that finds it taken can name the model it waits for.
+        holder: str | None = None
+        with _creating_lock:
+            try:
+                lock.acquire(timeout=0)
+                _creating[key] = model.name
+                waited = False
+            except filelock.Timeout:
+                holder, waited = _creating.get(key), True
+        if waited:
             _log(log_path, f"neobuild: waiting while another build creates {directory}")
             reporter.emit(
                 "waiting",
-                f"waiting for another neobuild that is creating it (lock {lock_path})",
+                f"waiting for another neobuild process that is creating it (lock {lock_path})"
+                if holder is None
+                else f"waiting for model {holder!r}, which is creating the same environment",
             )
             lock.acquire(timeout=ENV_TIMEOUT + 60)
+            with _creating_lock:
+                _creating[key] = model.name
     except filelock.Timeout as exc:
         raise EnvironmentSetupError(
             f"export environment of model {model.name!r}: another process has been creating "
@@ -376,8 +392,8 @@ def export_python(
         ) from exc
     try:
         if _is_usable(directory, key):  # built by the process we waited for
-            if reporter.stage == "waiting":
-                reporter.emit("ready", "ready (made by the other neobuild)")
+            if waited:
+                reporter.emit("ready", "ready (created while waiting)")
             return python
         try:
             _create(model, root, directory, log_path, stream, reporter)
@@ -387,7 +403,9 @@ def export_python(
         reporter.emit("ready", f"ready: {directory}")
         return python
     finally:
-        lock.release()
+        with _creating_lock:
+            _creating.pop(key, None)
+            lock.release()
 
 
 def _create(

@@ -103,12 +103,20 @@ class BuildProgress:
                 progress.update(task, description=text)
 
     def started(self, name: str) -> None:
+        with self._lock:
+            self._started(name)
+
+    def _started(self, name: str) -> None:
         if self._progress is not None:
             self._tasks[name] = self._progress.add_task(f"  {name}", total=None)
         else:
             self.out.detail(f"starting {name}")
 
     def finished(self, report: ModelReport) -> None:
+        with self._lock:  # whole lines: the env lines come from the worker threads
+            self._finished(report)
+
+    def _finished(self, report: ModelReport) -> None:
         self.done += 1
         if self._progress is not None:
             task = self._tasks.pop(report.name, None)

@@ -121,17 +121,26 @@ def test_pip_steps_are_read_from_pips_own_lines() -> None:
 
 
 @pytest.mark.slow
-def test_without_a_terminal_one_line_per_stage_in_order_even_with_j2(tmp_path: Path) -> None:
+def test_without_a_terminal_one_line_per_stage_in_order_even_with_j3(tmp_path: Path) -> None:
     root = tmp_path / "repo"
     root.mkdir()
-    # Two models with different requirements: two envs created at once by -j 2.
-    write_project(
-        root, {"resnet": "models/relu/requirements.txt", "bert": "[six==1.17.0]"}
-    )
-    result = package(root, tmp_path / "cache", "package", "--all", "-j", "2")
+    # Two envs created at once by -j 3 (resnet's and bert's requirements differ), and vgg
+    # needs resnet's env: whichever of the two gets its lock second waits for the other.
+    models = {
+        "resnet": "models/relu/requirements.txt",
+        "bert": "[six==1.17.0]",
+        "vgg": "models/relu/requirements.txt",
+    }
+    write_project(root, models)
+    result = package(root, tmp_path / "cache", "package", "--all", "-j", "3")
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""  # progress is a diagnostic
-    for model in ("resnet", "bert"):
+    waiter, creator = sorted(["resnet", "vgg"], key=lambda m: len(env_lines(result.stderr, m)))
+    assert env_lines(result.stderr, waiter) == [
+        f"waiting for model {creator!r}, which is creating the same environment",
+        "ready (created while waiting)",
+    ], result.stderr
+    for model in (creator, "bert"):
         stages = env_lines(result.stderr, model)
         assert len(stages) == len(STAGES), result.stderr  # one line per stage, no flood
         assert [s.startswith(want) for s, want in zip(stages, STAGES, strict=True)] == [
@@ -142,9 +151,9 @@ def test_without_a_terminal_one_line_per_stage_in_order_even_with_j2(tmp_path: P
     # Nothing garbled: every line that speaks of an env is one whole stage line.
     env_mentions = [ln for ln in result.stderr.splitlines() if "export environment" in ln]
     assert all(LINE.match(ln) for ln in env_mentions), env_mentions
-    assert len(env_mentions) == 2 * len(STAGES)
+    assert len(env_mentions) == 2 * len(STAGES) + 2
     # Elapsed time grows within one env's lines.
-    for model in ("resnet", "bert"):
+    for model in (creator, "bert"):
         times = [
             float(re.search(r"\[(\d+\.\d+)s\]$", ln).group(1))  # type: ignore[union-attr]
             for ln in env_mentions
@@ -175,83 +184,81 @@ def test_quiet_hides_the_stages_and_a_failure_names_stage_and_log(tmp_path: Path
     assert "No matching distribution found" in Path(log.group(1)).read_text()
 
 
-def run_in_pty(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """Run ``argv`` with a pseudo-terminal as stdin, stdout and stderr; all it wrote."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 600
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 1.0)
+class PtyRun:
+    """``argv`` with a pseudo-terminal as stdin, stdout and stderr; :meth:`read` collects it."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave, close_fds=True
+        )
+        os.close(slave)
+        self.screen = b""
+        self.closed = False
+
+    def read(self, until: str | None = None, timeout: float = 600) -> str:
+        """Read until ``until`` appears (None: until the process closes the terminal)."""
+        deadline = time.monotonic() + timeout
+        while not self.closed and time.monotonic() < deadline:
+            if until is not None and until in self.text():
+                break
+            ready, _, _ = select.select([self.master], [], [], 1.0)
             if not ready:
-                if proc.poll() is not None:
-                    break
                 continue
             try:
-                chunk = os.read(master, 65536)
+                chunk = os.read(self.master, 65536)
             except OSError:  # EIO: the child closed the terminal
-                break
+                chunk = b""
             if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(master)
-    return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", errors="replace")
+                self.closed = True
+                os.close(self.master)
+            self.screen += chunk
+        return self.text()
+
+    def text(self) -> str:
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.screen.decode("utf-8", "replace"))
+
+
+WAIT = re.compile(r"waiting for another neobuild process that is creating it \(lock (\S+)\)")
 
 
 @pytest.mark.slow
-def test_on_a_terminal_a_live_status_line_shows_the_stage(tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    root.mkdir()
-    write_project(root, {"resnet": "models/relu/requirements.txt"})
-    code, screen = run_in_pty(
+def test_a_terminal_shows_a_live_line_and_another_process_says_it_waits(tmp_path: Path) -> None:
+    """Two runs in two checkouts need one env: on a terminal, the one creating it shows a
+    live status line; the other (in a log) says it waits, and on what."""
+    cache = tmp_path / "cache"
+    roots = [tmp_path / "tty", tmp_path / "log"]
+    for root in roots:
+        root.mkdir()
+        write_project(root, {"resnet": "models/relu/requirements.txt"})
+    tty = PtyRun(
         [sys.executable, "-m", "neobuild", "package", "resnet"],
-        root,
-        cli_env(tmp_path / "cache", TERM="xterm-256color", COLUMNS="200"),
+        roots[0],
+        cli_env(cache, TERM="xterm-256color", COLUMNS="200"),
     )
-    assert code == 0, screen
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
-    assert "resnet env: creating venv" in text
+    assert "resnet env: creating venv" in tty.read(until="resnet env: creating venv")
+    plain = subprocess.Popen(
+        [sys.executable, "-m", "neobuild", "package", "resnet"],
+        cwd=roots[1],
+        env=cli_env(cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    text = tty.read()
+    assert tty.proc.wait(timeout=60) == 0, text
+    _, stderr = plain.communicate(timeout=600)
+    assert plain.returncode == 0, stderr
+
     assert "resnet env: installing 1 requirement" in text
     # A status line redrawn in place (cursor movements), not one line per stage.
-    assert "\x1b[" in screen and "\r" in screen
+    assert "\x1b[" in tty.screen.decode(errors="replace") and "\r" in tty.screen.decode(errors="replace")
     assert not any(LINE.match(ln.strip()) for ln in text.replace("\r", "\n").splitlines())
     assert "built resnet" in text
 
-
-WAIT = re.compile(r"waiting for another neobuild that is creating it \(lock (\S+)\)")
-
-
-@pytest.mark.slow
-def test_waiting_for_another_process_says_what_it_waits_on(tmp_path: Path) -> None:
-    """Two runs in two checkouts need the same env: one creates it, the other waits."""
-    cache = tmp_path / "cache"
-    procs = []
-    for name in ("one", "two"):
-        root = tmp_path / name
-        root.mkdir()
-        write_project(root, {"resnet": "models/relu/requirements.txt"})
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "neobuild", "package", "resnet"],
-                cwd=root,
-                env=cli_env(cache),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    errs = [p.communicate(timeout=600)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errs
-    stages = sorted((env_lines(err, "resnet") for err in errs), key=len)
-    waiter, creator = stages
-    assert [s.split(":")[0] for s in creator] == [s.split(":")[0] for s in STAGES]
-    assert len(waiter) == 2 and WAIT.match(waiter[0]), waiter
-    assert waiter[1] == "ready (made by the other neobuild)"
-    lock = WAIT.match(waiter[0]).group(1)  # type: ignore[union-attr]
+    waiting = env_lines(stderr, "resnet")
+    assert len(waiting) == 2 and WAIT.match(waiting[0]), stderr
+    assert waiting[1] == "ready (created while waiting)"
+    lock = WAIT.match(waiting[0]).group(1)  # type: ignore[union-attr]
     assert Path(lock).parent == cache.resolve() / "envs"
