@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from neobuild import envs
+from neobuild.model import ExportRef, Inputs, Model
 
 RELU_EXPORT = """\
 import shutil
@@ -70,6 +71,18 @@ def write_project(root: Path, models: dict[str, str]) -> None:
     (root / "neo.yaml").write_text(f"version: 1\nbuild_dir: build/neo\nmodels:\n{body}")
 
 
+def make_model(requirements: tuple[str, ...], requirements_file: str | None) -> Model:
+    return Model(
+        name="m",
+        framework="onnx",
+        export=ExportRef(function="export", path="m/export.py"),
+        inputs=Inputs("none"),
+        targets=(),
+        requirements=requirements,
+        requirements_file=requirements_file,
+    )
+
+
 def cli_env(cache: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NEOBUILD_DEBUG")}
     return {**env, "NEOBUILD_CACHE_DIR": str(cache), **extra}
@@ -115,6 +128,17 @@ def test_pip_steps_are_read_from_pips_own_lines() -> None:
     assert envs.pip_step("Installing collected packages: six, numpy") == "installing six, numpy"
     assert envs.pip_step("Successfully installed six-1.16.0") is None
     assert envs.pip_step("Looking in links: /opt/wheels") is None
+
+
+def test_the_requirement_count_follows_includes_and_skips_options(tmp_path: Path) -> None:
+    (tmp_path / "base.txt").write_text("numpy<2  # pinned\n\n# a comment\n")
+    (tmp_path / "pins.txt").write_text("six==1.16.0\n")
+    req = tmp_path / "requirements.txt"
+    req.write_text(
+        "--index-url https://example.invalid/simple\n-r base.txt\n-c pins.txt\ntorch==2.3\n"
+    )
+    model = make_model(("onnx",), None)
+    assert envs._count_requirements(model, req) == 3  # onnx, torch, numpy; not the pins
 
 
 # --------------------------------------------------------------------------- real venvs
@@ -252,6 +276,8 @@ def test_a_terminal_shows_a_live_line_and_another_process_says_it_waits(tmp_path
     assert plain.returncode == 0, stderr
 
     assert "resnet env: installing 1 requirement" in text
+    # The step pip is on, read from its output as it runs.
+    assert re.search(r"installing 1 requirement · (collecting|downloading|using cached) six", text)
     # A status line redrawn in place (cursor movements), not one line per stage.
     assert "\x1b[" in tty.screen.decode(errors="replace") and "\r" in tty.screen.decode(errors="replace")
     assert not any(LINE.match(ln.strip()) for ln in text.replace("\r", "\n").splitlines())
