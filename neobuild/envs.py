@@ -12,6 +12,11 @@ is deleted and rebuilt. (Building in a sibling directory and renaming it would l
 console scripts whose ``#!`` line names the temporary directory; the lock plus the
 marker give the same guarantee without that defect.) Reuse costs one ``python -c
 "import sys"`` and no pip call.
+
+Creating an env for torch or TensorFlow takes minutes, so its stages are reported as
+events (:class:`EnvEvent`) to whoever listens (:func:`reporting`; ``package`` shows them, see
+``neobuild/progress.py``): waiting for another process's lock, creating the venv,
+installing the requirements (with the step pip is on, read from its log), verifying.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ import platform
 import re
 import shutil
 import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import filelock
 import platformdirs
@@ -34,7 +45,7 @@ from neobuild.errors import EnvironmentSetupError
 from neobuild.model import Model
 from neobuild.runner import ProcessResult, run_process, scrubbed_env
 
-__all__ = ["cache_dir", "env_dir", "env_key", "export_python"]
+__all__ = ["EnvEvent", "cache_dir", "env_dir", "env_key", "export_python", "reporting"]
 
 MARKER = ".neobuild-env.json"
 #: Seconds allowed for creating a venv and installing its requirements.
@@ -52,6 +63,155 @@ _PIP_FAILURES = (
     (re.compile(r"Cannot install (.+?) because"), "{} (conflicting dependencies)"),
     (re.compile(r"ResolutionImpossible"), "the requirements (conflicting dependencies)"),
 )
+#: pip's output lines that say what it is doing, and how the status line words them.
+_PIP_STEPS = (
+    (re.compile(r"^Collecting (\S+)"), "collecting {}"),
+    (re.compile(r"^\s*Downloading (?:\S+/)?([^/\s]+)"), "downloading {}"),
+    (re.compile(r"^\s*Using cached (?:\S+/)?([^/\s]+)"), "using cached {}"),
+    (re.compile(r"^Building wheels? for (\S+)"), "building wheel for {}"),
+    (re.compile(r"^Installing collected packages: (.+)"), "installing {}"),
+)
+_POLL_SECONDS = 0.25
+
+Stage = Literal["waiting", "venv", "install", "verify", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class EnvEvent:
+    """A step of creating a model's export environment.
+
+    Attributes:
+        model: the model whose export needs the env.
+        key: the env's cache key (its directory name under ``envs/``).
+        stage: ``waiting`` (for another process's lock), ``venv``, ``install``,
+            ``verify``, then ``ready`` or ``failed``.
+        text: the stage in words (``installing 3 requirements``).
+        elapsed: seconds since this process started on the env.
+        detail: within ``install``, the step pip is on (``collecting torch==2.3``); None
+            on the event that starts a stage.
+    """
+
+    model: str
+    key: str
+    stage: Stage
+    text: str
+    elapsed: float
+    detail: str | None = None
+
+
+_reporters: list[Callable[[EnvEvent], None]] = []
+_reporters_lock = threading.Lock()
+#: Env keys this process holds the lock of, and for which model (to name what a -j
+#: worker waits on).
+_creating: dict[str, str] = {}
+_creating_lock = threading.Lock()
+
+
+@contextmanager
+def reporting(callback: Callable[[EnvEvent], None]) -> Iterator[None]:
+    """Send the events of every env created in this process (any thread) to ``callback``.
+
+    The callback runs on the thread creating the env and must not raise.
+    """
+    with _reporters_lock:
+        _reporters.append(callback)
+    try:
+        yield
+    finally:
+        with _reporters_lock:
+            _reporters.remove(callback)
+
+
+class _Reporter:
+    """The events of one env creation, timed from its start."""
+
+    def __init__(self, model: Model, key: str) -> None:
+        self.model = model.name
+        self.key = key
+        self.started = time.monotonic()
+        self.stage: Stage = "venv"
+        self.text = "starting"
+
+    @staticmethod
+    def listening() -> bool:
+        with _reporters_lock:
+            return bool(_reporters)
+
+    def emit(self, stage: Stage, text: str, detail: str | None = None) -> None:
+        if detail is None:
+            self.stage, self.text = stage, text
+        event = EnvEvent(
+            self.model, self.key, stage, text, time.monotonic() - self.started, detail
+        )
+        with _reporters_lock:
+            callbacks = list(_reporters)
+        for callback in callbacks:
+            callback(event)
+
+
+class _PipWatcher(threading.Thread):
+    """Reads pip's output as it lands in the log and reports the step pip is on."""
+
+    def __init__(self, log_path: Path, offset: int, reporter: _Reporter) -> None:
+        super().__init__(daemon=True, name="neobuild-pip-watcher")
+        self.log_path = log_path
+        self.offset = offset
+        self.reporter = reporter
+        self.stop = threading.Event()
+        self._partial = b""
+
+    def run(self) -> None:
+        while not self.stop.wait(_POLL_SECONDS):
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(self.offset)
+                chunk = handle.read(1 << 20)
+        except OSError:
+            return
+        self.offset += len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        step = None
+        for line in lines:
+            step = pip_step(line.decode("utf-8", errors="replace")) or step
+        if step is not None:
+            self.reporter.emit("install", self.reporter.text, detail=step)
+
+
+def pip_step(line: str) -> str | None:
+    """What a line of pip's output says pip is doing, in a few words, or None."""
+    for pattern, template in _PIP_STEPS:
+        match = pattern.match(line)
+        if match:
+            what = match.group(1).strip()
+            return template.format(what if len(what) <= 60 else what[:57] + "...")
+    return None
+
+
+def _count_requirements(model: Model, req_file: Path | None) -> int:
+    """The requirement lines (inline, the file and its ``-r`` includes; no options)."""
+    count = len(model.requirements)
+    pending = [req_file] if req_file is not None else []
+    seen: set[Path] = set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            stripped = line.split(" #")[0].strip()
+            include = re.match(r"^(?:-r|--requirement)(?:\s+|=)(\S+)", stripped)
+            if include and "://" not in include.group(1):
+                pending.append((path.parent / include.group(1)).resolve())
+            elif stripped and not stripped.startswith(("#", "-")):
+                count += 1
+    return count
 
 
 def cache_dir() -> Path:
@@ -199,13 +359,31 @@ def export_python(
         return python
     envs.mkdir(parents=True, exist_ok=True)
     log_path = log_path if log_path is not None else envs / f"{key}.log"
-    lock = filelock.FileLock(str(envs / f"{key}.lock"))
+    reporter = _Reporter(model, key)
+    lock_path = envs / f"{key}.lock"
+    lock = filelock.FileLock(str(lock_path))
     try:
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
+        # Taking the lock and noting who holds it is one step for this process's threads,
+        # so a -j worker that finds it taken can name the model it waits for.
+        holder: str | None = None
+        with _creating_lock:
+            try:
+                lock.acquire(timeout=0)
+                _creating[key] = model.name
+                waited = False
+            except filelock.Timeout:
+                holder, waited = _creating.get(key), True
+        if waited:
             _log(log_path, f"neobuild: waiting while another build creates {directory}")
+            reporter.emit(
+                "waiting",
+                f"waiting for another neobuild process that is creating it (lock {lock_path})"
+                if holder is None
+                else f"waiting for model {holder!r}, which is creating the same environment",
+            )
             lock.acquire(timeout=ENV_TIMEOUT + 60)
+            with _creating_lock:
+                _creating[key] = model.name
     except filelock.Timeout as exc:
         raise EnvironmentSetupError(
             f"export environment of model {model.name!r}: another process has been creating "
@@ -214,14 +392,30 @@ def export_python(
         ) from exc
     try:
         if _is_usable(directory, key):  # built by the process we waited for
+            if waited:
+                reporter.emit("ready", "ready (created while waiting)")
             return python
-        _create(model, root, directory, log_path, stream)
+        try:
+            _create(model, root, directory, log_path, stream, reporter)
+        except BaseException:
+            reporter.emit("failed", f"failed while {reporter.text}; log: {log_path}")
+            raise
+        reporter.emit("ready", f"ready: {directory}")
         return python
     finally:
-        lock.release()
+        with _creating_lock:
+            _creating.pop(key, None)
+            lock.release()
 
 
-def _create(model: Model, root: Path, directory: Path, log_path: Path, stream: bool) -> None:
+def _create(
+    model: Model,
+    root: Path,
+    directory: Path,
+    log_path: Path,
+    stream: bool,
+    reporter: _Reporter,
+) -> None:
     """Build the venv in ``directory`` (under the lock); the marker is written last."""
     what = ", ".join([*model.requirements, *filter(None, [model.requirements_file])])
     _log(log_path, f"neobuild: creating export environment {directory} for {what}")
@@ -230,11 +424,12 @@ def _create(model: Model, root: Path, directory: Path, log_path: Path, stream: b
         shutil.rmtree(directory, ignore_errors=True)
     env = scrubbed_env(model.env_dict, pip=True)
     try:
+        reporter.emit("venv", "creating venv")
         venv = _run([sys.executable, "-m", "venv", directory], model, root, env, log_path, stream)
         if not venv.ok:
             raise EnvironmentSetupError(
                 f"export environment of model {model.name!r}: python -m venv failed "
-                f"({venv.describe(ENV_TIMEOUT)})\n  log: {log_path}",
+                f"({venv.describe(ENV_TIMEOUT)})\n  stage: creating venv\n  log: {log_path}",
                 hint=f"see {log_path}; on Debian/Ubuntu install the python3-venv package",
             )
         args: list[str | os.PathLike[str]] = []
@@ -245,29 +440,40 @@ def _create(model: Model, root: Path, directory: Path, log_path: Path, stream: b
         req_file = _requirements_path(model, root)
         if req_file is not None:
             args += ["-r", req_file]
+        count = _count_requirements(model, req_file)
+        reporter.emit("install", f"installing {count} requirement{'s' * (count != 1)}")
         start = log_path.stat().st_size if log_path.exists() else 0
-        pip = _run(
-            [
-                _venv_python(directory),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--progress-bar",
-                "off",
-                *args,
-            ],
-            model,
-            root,
-            env,
-            log_path,
-            stream,
-        )
+        watcher = _PipWatcher(log_path, start, reporter) if reporter.listening() else None
+        if watcher is not None:
+            watcher.start()
+        try:
+            pip = _run(
+                [
+                    _venv_python(directory),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--progress-bar",
+                    "off",
+                    *args,
+                ],
+                model,
+                root,
+                env,
+                log_path,
+                stream,
+            )
+        finally:
+            if watcher is not None:
+                watcher.stop.set()
+                watcher.join()
         if not pip.ok:
             raise _pip_error(
                 model, pip.describe(ENV_TIMEOUT), _read_from(log_path, start), log_path
             )
+        reporter.emit("verify", "verifying")
         marker = {
             "key": directory.name,
             "neobuild": __version__,
@@ -276,6 +482,13 @@ def _create(model: Model, root: Path, directory: Path, log_path: Path, stream: b
             "requirements_file": model.requirements_file,
         }
         atomic_write_text(directory / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        if not _is_usable(directory, directory.name):
+            raise EnvironmentSetupError(
+                f"export environment of model {model.name!r}: its python does not start "
+                f"after pip install\n  stage: verifying\n  log: {log_path}",
+                hint=f"run {_venv_python(directory)} -c 'import sys' to see why; "
+                f"pip's output is in {log_path}",
+            )
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
@@ -330,7 +543,10 @@ def _pip_error(model: Model, how: str, output: str, log_path: Path) -> Environme
             break
     tail = "\n".join(f"    {line}" for line in output.strip().splitlines()[-20:])
     subject = f"could not install {culprit}" if culprit else f"pip install failed ({how})"
-    message = f"export environment of model {model.name!r}: {subject}\n  log: {log_path}" + (
+    message = (
+        f"export environment of model {model.name!r}: {subject}\n"
+        f"  stage: installing requirements (pip install)\n  log: {log_path}"
+    ) + (
         f"\n  last lines of output:\n{tail}" if tail else ""
     )
     return EnvironmentSetupError(

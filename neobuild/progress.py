@@ -3,11 +3,16 @@
 On a terminal (and ``CI`` unset) a live display: one spinner line per running export
 and an overall bar; messages scroll above it. Elsewhere, plain lines, one per model
 as it finishes, which read well in CI logs.
+
+Creating a model's export environment (minutes for torch or TensorFlow) is shown too:
+on the live display as a line of its own under the model's, with the stage, the step
+pip is on and the time so far; elsewhere as one line per stage (``-q`` hides them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -21,10 +26,19 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from neobuild import envs
 from neobuild.console import Output
 
 if TYPE_CHECKING:
     from neobuild.build import ModelReport
+
+
+def env_line(event: envs.EnvEvent) -> str:
+    """One line for a stage of creating an export environment (logs and CI)."""
+    return (
+        f"{event.model}: export environment {event.key[:8]}: {event.text} "
+        f"[{event.elapsed:.1f}s]"
+    )
 
 
 class BuildProgress:
@@ -37,13 +51,21 @@ class BuildProgress:
         self._progress: Progress | None = None
         self._overall: TaskID | None = None
         self._tasks: dict[str, TaskID] = {}
+        self._env_tasks: dict[str, TaskID] = {}
+        self._lock = threading.Lock()  # env events come from the worker threads
 
     @contextlib.contextmanager
     def shown(self) -> Iterator[BuildProgress]:
         """Show the live display for the duration of the block (when allowed)."""
-        if not (self.out.live and self.out.verbosity == 0):
-            yield self
-            return
+        with envs.reporting(self.env_event):
+            if not (self.out.live and self.out.verbosity == 0):
+                yield self
+                return
+            with self._live():
+                yield self
+
+    @contextlib.contextmanager
+    def _live(self) -> Iterator[None]:
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -55,16 +77,46 @@ class BuildProgress:
         )
         self._overall = self._progress.add_task("packaging", total=self.total)
         with self._progress:
-            yield self
+            yield
         self._progress = None
 
+    def env_event(self, event: envs.EnvEvent) -> None:
+        """Show a step of creating a model's export environment (any thread)."""
+        with self._lock:
+            progress = self._progress
+            if progress is None:
+                # One line per stage; pip's steps would flood a CI log.
+                if event.detail is None and event.stage != "failed":
+                    self.out.info(env_line(event))
+                return
+            task = self._env_tasks.get(event.model)
+            if event.stage in ("ready", "failed"):
+                if task is not None:
+                    progress.remove_task(self._env_tasks.pop(event.model))
+                return
+            text = f"    {event.model} env: {event.text}"
+            if event.detail:
+                text += f" · {event.detail}"
+            if task is None:
+                self._env_tasks[event.model] = progress.add_task(text, total=None)
+            else:
+                progress.update(task, description=text)
+
     def started(self, name: str) -> None:
+        with self._lock:
+            self._started(name)
+
+    def _started(self, name: str) -> None:
         if self._progress is not None:
             self._tasks[name] = self._progress.add_task(f"  {name}", total=None)
         else:
             self.out.detail(f"starting {name}")
 
     def finished(self, report: ModelReport) -> None:
+        with self._lock:  # whole lines: the env lines come from the worker threads
+            self._finished(report)
+
+    def _finished(self, report: ModelReport) -> None:
         self.done += 1
         if self._progress is not None:
             task = self._tasks.pop(report.name, None)
