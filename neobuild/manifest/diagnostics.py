@@ -94,9 +94,7 @@ class Reporter:
         doc, full = src.locate(sub)
         if full == src.path and sub:  # not written anywhere: point at the model's name
             at = "key"
-        self.report(
-            doc, full, message, hint=hint, severity=severity, at=at, shown=src.path + sub
-        )
+        self.report(doc, full, message, hint=hint, severity=severity, at=at, shown=src.path + sub)
 
     def sorted_problems(self) -> list[Problem]:
         order = {doc.path: doc.index for doc in self.docs}

@@ -183,9 +183,7 @@ class PathFields:
                 src, ("requirements",), f"requirements file {short(value)} {flaw}", hint=FLAW_HINT
             )
             return (), None
-        rel = self.files.repo_path(src.origin("requirements"), value)
-        if rel is not None and not self.files.resolves_inside(rel):
-            rel = None
+        rel = self.files.inside(src.origin("requirements"), value)
         if rel is None:
             self.out.report_model(
                 src, ("requirements",), f"requirements file {value!r} is outside the repository"
@@ -207,9 +205,7 @@ class PathFields:
         if flaw is not None:
             self.out.report_model(src, ("templates_dir",), f"{short(value)} {flaw}", hint=FLAW_HINT)
             return None
-        rel = self.files.repo_path(src.origin("templates_dir"), value)
-        if rel is not None and not self.files.resolves_inside(rel):
-            rel = None
+        rel = self.files.inside(src.origin("templates_dir"), value)
         if rel is None:
             self.out.report_model(
                 src, ("templates_dir",), f"{short(value)} is outside the repository"

@@ -92,6 +92,13 @@ class RepoFiles:
             return None
         return joined
 
+    def inside(self, doc: Doc, value: str) -> str | None:
+        """:meth:`repo_path`, and None too when a symlink on the way leads outside."""
+        rel = self.repo_path(doc, value)
+        if rel is not None and not self.resolves_inside(rel):
+            return None
+        return rel
+
 
 FLAW_HINT = "write a path relative to the manifest, inside the repository"
 

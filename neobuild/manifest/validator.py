@@ -103,9 +103,7 @@ class Validator:
         value = data.get("templates_dir")
         if isinstance(value, str) and value:
             flaw = path_flaw(value, pattern=False)
-            rel = self.files.repo_path(top, value) if flaw is None else None
-            if rel is not None and not self.files.resolves_inside(rel):
-                rel = None
+            rel = self.files.inside(top, value) if flaw is None else None
             if rel is None:
                 self.out.report(
                     top,
