@@ -1,8 +1,11 @@
-"""Small path helpers shared by the layers: real paths resolved a directory at a time."""
+"""Small path helpers shared by the layers: real paths resolved a directory at a time,
+and repo-relative globs expanded to files."""
 
 from __future__ import annotations
 
+import glob
 import os
+from pathlib import Path
 
 
 class RealPaths:
@@ -34,3 +37,12 @@ class RealPaths:
         if real is None:
             real = self._dirs[path] = self(path)
         return real
+
+
+def expand(root: Path, pattern: str) -> list[Path]:
+    """Files matching a repo-relative glob, sorted (``**`` spans directories)."""
+    if not glob.has_magic(pattern):
+        candidate = root / pattern
+        return [candidate] if os.path.isfile(candidate) else []
+    found = glob.glob(pattern, root_dir=root, recursive=True)
+    return sorted(root / f for f in found if os.path.isfile(root / f))

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neobuild.errors import Problem
-from neobuild.manifest.repofiles import expand
 from neobuild.model import (
     CacheSettings,
     CompileSettings,
@@ -33,7 +32,7 @@ from neobuild.model import (
     Target,
     VpcConfig,
 )
-from neobuild.paths import RealPaths
+from neobuild.paths import RealPaths, expand
 from neobuild.statefile import StateFile
 
 if TYPE_CHECKING:

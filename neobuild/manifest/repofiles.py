@@ -132,15 +132,6 @@ def path_flaw(value: str, *, pattern: bool) -> str | None:
     return None
 
 
-def expand(root: Path, pattern: str) -> list[Path]:
-    """Files matching a repo-relative glob, sorted (``**`` spans directories)."""
-    if not glob.has_magic(pattern):
-        candidate = root / pattern
-        return [candidate] if os.path.isfile(candidate) else []
-    found = glob.glob(pattern, root_dir=root, recursive=True)
-    return sorted(root / f for f in found if os.path.isfile(root / f))
-
-
 def path_guess(root: Path, rel: str, written: str) -> str | None:
     """``did you mean '...'?`` for a glob whose literal part names a missing file or
     directory close to an existing one (one directory listing); None otherwise."""

@@ -17,8 +17,9 @@ from neobuild.manifest.constants import MODEL_NAME_MAX
 from neobuild.manifest.diagnostics import Reporter, describe, short
 from neobuild.manifest.parse import parse
 from neobuild.manifest.positions import Doc, ModelSource, PathKey
-from neobuild.manifest.repofiles import FLAW_HINT, RepoFiles, expand, path_flaw
+from neobuild.manifest.repofiles import FLAW_HINT, RepoFiles, path_flaw
 from neobuild.manifest.schemacheck import SchemaChecker
+from neobuild.paths import expand
 
 _MODEL_NAME = re.compile(neo.MODEL_NAME_PATTERN)
 
