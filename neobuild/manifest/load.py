@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from neobuild.errors import ManifestError, Problem, UsageError
-from neobuild.manifest import cache
+from neobuild.manifest.cache import lookup, store
 from neobuild.manifest.constants import MANIFEST_NAME
 from neobuild.model import Manifest
 
@@ -108,7 +108,7 @@ def check(path: Path, *, use_cache: bool = True) -> tuple[Manifest | None, list[
     except OSError as exc:
         return None, [Problem(f"cannot read the manifest: {exc.strerror or exc}", file=path)]
     if use_cache:
-        cached = cache.lookup(path, root, data)
+        cached = lookup(path, root, data)
         if cached is not None:
             return cached, list(cached.warnings)
     from neobuild.manifest.validator import Validator  # only on a miss: a hit needs none of it
@@ -117,7 +117,7 @@ def check(path: Path, *, use_cache: bool = True) -> tuple[Manifest | None, list[
     manifest = validator.run(data)
     problems = validator.sorted_problems()
     if manifest is not None and use_cache:
-        cache.store(
+        store(
             path,
             root,
             data,
