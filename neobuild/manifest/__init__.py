@@ -7,7 +7,7 @@ The pipeline, for the top-level file and every file its ``include`` globs name:
 2. check the structure with cerberus (``schema.MANIFEST_SCHEMA``), each model on its own;
 3. merge ``defaults`` under each model (top-level, then the file's own; mappings merge,
    lists and scalars replace) and apply Neo's rules (``neo.py``) to the result;
-4. build :class:`~neobuild.model.Manifest`. Nothing after this module sees a dict.
+4. build :class:`~neobuild.model.Manifest`. Nothing after this package sees a dict.
 
 Every problem is collected (all at once) as a :class:`~neobuild.errors.Problem`
 positioned at the place the value was written, which may be a ``defaults`` block.
