@@ -635,7 +635,7 @@ def _check_build_dir(manifest: Manifest, models: Sequence[Model]) -> None:
         UsageError: an export entrypoint, requirements file or templates directory lies
             inside ``build_dir``.
     """
-    from neobuild.manifest import RealPaths
+    from neobuild.paths import RealPaths
 
     realpath = RealPaths()
     build = os.path.realpath(manifest.build_dir)

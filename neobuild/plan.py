@@ -22,16 +22,15 @@ from neobuild.fingerprint import (
     PARTS,
     SOURCE_PREFIX,
     Fingerprint,
-    SourceIndex,
     details_depth,
     fingerprint,
-    glob_regex,
     group_details,
     manifest_hash,
     parse_field_hashes,
     source_patterns,
 )
 from neobuild.model import Manifest, Model, repo_relative
+from neobuild.sources import SourceIndex, glob_regex
 from neobuild.statcache import StatCache
 
 SCHEMA_VERSION = 1

@@ -102,7 +102,7 @@ def test_a_cached_load_does_not_glob_matched_sources_again(
 ) -> None:
     """Speed is a benchmark's business (benchmarks/bench_plan.py); this checks the mechanism:
     on a cache hit, sources globs that matched are not expanded again."""
-    import neobuild.fingerprint
+    import neobuild.sources
 
     root = tmp_path / "big"
     files = {f"models/m{i}/export.py": EXPORT for i in range(50)}
@@ -120,7 +120,7 @@ def test_a_cached_load_does_not_glob_matched_sources_again(
         def __init__(self, *args: object, **kwargs: object) -> None:
             raise AssertionError("a cached load expanded sources globs again")
 
-    monkeypatch.setattr(neobuild.fingerprint, "SourceIndex", NoGlobbing)
+    monkeypatch.setattr(neobuild.sources, "SourceIndex", NoGlobbing)
     m = manifest.load(root / "neo.yaml")
     assert len(m.models) == 50
 

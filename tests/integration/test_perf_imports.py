@@ -111,7 +111,7 @@ def test_no_cache_directory_is_created_beside_a_lock(tmp_path: Path) -> None:
 
 
 def test_manifest_realpaths_agree_with_os_realpath(tmp_path: Path) -> None:
-    from neobuild.manifest import RealPaths
+    from neobuild.paths import RealPaths
 
     (tmp_path / "a" / "b").mkdir(parents=True)
     (tmp_path / "a" / "b" / "f.py").write_text("")
