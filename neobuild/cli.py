@@ -23,11 +23,17 @@ from typer.core import TyperGroup
 
 from neobuild import __version__, api, completion
 from neobuild.console import Output, print_json
-from neobuild.crash import guarded
-from neobuild.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageError
+from neobuild.error_handler import guarded
+from neobuild.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    BuildInterrupted,
+    UsageError,
+)
 
 if TYPE_CHECKING:
-    from neobuild.build import BuildReport
+    from neobuild.results import BuildReport
 
 #: Options of the top-level callback that take a value (they come before the command).
 _VALUED_GLOBALS = frozenset({"-C", "--directory", "--manifest"})
@@ -373,8 +379,6 @@ def package(
     """Export what is stale, check it, package it, render scripts and requests, update neo.lock."""
 
     def body(g: Globals) -> int:
-        from neobuild.build import BuildInterrupted
-
         if wait_deprecated:
             g.out.warn(
                 "`package --wait` is deprecated: it is now `--wait-lock` "
@@ -413,9 +417,7 @@ def package(
     _run(ctx, body)
 
 
-@app.command(
-    epilog=_examples(["neobuild check --all", "neobuild check resnet18 --strict --json"])
-)
+@app.command(epilog=_examples(["neobuild check --all", "neobuild check resnet18 --strict --json"]))
 def check(
     ctx: typer.Context,
     models: ModelsArg = None,

@@ -24,7 +24,7 @@ from rich.progress import (
 from neobuild.console import Output
 
 if TYPE_CHECKING:
-    from neobuild.build import ModelReport
+    from neobuild.results import ModelReport
 
 
 class BuildProgress:
