@@ -15,12 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neobuild import add as add_mod
 from neobuild.console import Output
 from neobuild.errors import BuildInterrupted, NeobuildError, UsageError
 from neobuild.results import BuildReport, PlanOutput, ValidateResult, no_requests_line
 
 if TYPE_CHECKING:
-    from neobuild.add import AddResult
     from neobuild.compile import CompileResult
     from neobuild.compilecheck import CheckReport
     from neobuild.model import Manifest, Model
@@ -401,32 +401,8 @@ def _with_compile_settings(
     )
 
 
-def add(
-    *,
-    manifest_path: Path,
-    name: str,
-    framework: str,
-    export: str,
-    inputs: Sequence[str] = (),
-    targets: Sequence[str] = (),
-    framework_version: str | None = None,
-    tags: Sequence[str] = (),
-    requirements: str | None = None,
-) -> AddResult:
-    """Declare model ``name`` in the manifest; see :func:`neobuild.add.add_model`."""
-    from neobuild import add as add_mod
-
-    return add_mod.add_model(
-        manifest_path,
-        name,
-        framework=framework,
-        export=export,
-        inputs=inputs,
-        targets=targets,
-        framework_version=framework_version,
-        tags=tags,
-        requirements=requirements,
-    )
+#: ``neobuild add``: :func:`neobuild.add.add_model` takes exactly the command's keywords.
+add = add_mod.add_model
 
 
 def show(*, manifest_path: Path, name: str) -> ShowResult:

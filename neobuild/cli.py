@@ -16,7 +16,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from typer.core import TyperGroup
@@ -115,6 +115,22 @@ def _run(ctx: typer.Context, body: Any) -> None:
     raise typer.Exit(code if isinstance(code, int) else EXIT_OK)
 
 
+class _Result(Protocol):
+    def to_json(self) -> Any: ...
+
+    def render(self) -> str: ...
+
+
+def _print_result(g: Globals, result: _Result, *, as_json: bool, to_stderr: bool = False) -> None:
+    """A command's result: its ``--json`` document alone on stdout, or its text."""
+    if as_json:
+        print_json(result.to_json())
+    elif to_stderr:
+        g.out.info(result.render())
+    else:
+        g.out.result(result.render())
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"neobuild {__version__}")
@@ -211,6 +227,8 @@ ModelsArg = Annotated[
         autocompletion=completion.model_patterns,
     ),
 ]
+AllOption = Annotated[bool, typer.Option("--all", help="Every model of the manifest.")]
+JsonReportOption = Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")]
 PlanModelsArg = Annotated[
     list[str] | None,
     typer.Argument(
@@ -313,7 +331,7 @@ def plan(
 def package(
     ctx: typer.Context,
     models: ModelsArg = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every model of the manifest.")] = False,
+    all_: AllOption = False,
     jobs: Annotated[
         int,
         typer.Option(
@@ -353,7 +371,7 @@ def package(
     wait_deprecated: Annotated[
         bool, typer.Option("--wait", hidden=True, help="Deprecated spelling of --wait-lock.")
     ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+    json_: JsonReportOption = False,
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write a JUnit XML report.", metavar="FILE")
     ] = None,
@@ -421,11 +439,11 @@ def package(
 def check(
     ctx: typer.Context,
     models: ModelsArg = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every model of the manifest.")] = False,
+    all_: AllOption = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when a model is unsupported or mismatched.")
     ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+    json_: JsonReportOption = False,
 ) -> None:
     """Compile packed models locally with TVM/Treelite and compare (a hint, not Neo's verdict)."""
 
@@ -437,10 +455,7 @@ def check(
             strict=strict,
             out=g.out,
         )
-        if json_:
-            print_json(result.to_json())
-        else:
-            g.out.info(result.render())
+        _print_result(g, result, as_json=json_, to_stderr=True)
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
@@ -455,10 +470,7 @@ def verify(
 
     def body(g: Globals) -> int:
         result = api.verify(manifest_path=g.manifest_path())
-        if json_:
-            print_json(result.to_json())
-        else:
-            g.out.result(result.render())
+        _print_result(g, result, as_json=json_)
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
@@ -471,12 +483,12 @@ def verify(
 def compile_(
     ctx: typer.Context,
     models: ModelsArg = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every model of the manifest.")] = False,
+    all_: AllOption = False,
     submit: Annotated[
         bool, typer.Option("--submit", help="Upload archives and create the compilation jobs.")
     ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Poll the jobs until they end.")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+    json_: JsonReportOption = False,
 ) -> None:
     """Pre-flight the CreateCompilationJob requests; --submit runs them on SageMaker Neo."""
 
@@ -490,10 +502,7 @@ def compile_(
             out=g.out,
             confirm_stop=_confirm_stop if sys.stdin.isatty() else None,
         )
-        if json_:
-            print_json(result.to_json())
-        else:
-            g.out.result(result.render())
+        _print_result(g, result, as_json=json_)
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
@@ -595,10 +604,7 @@ def show(
 
     def body(g: Globals) -> int:
         result = api.show(manifest_path=g.manifest_path(), name=model)
-        if json_:
-            print_json(result.to_json())
-        else:
-            g.out.result(result.render())
+        _print_result(g, result, as_json=json_)
         return EXIT_OK
 
     _run(ctx, body)
