@@ -15,15 +15,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neobuild import add as add_mod
 from neobuild.console import Output
 from neobuild.errors import BuildInterrupted, NeobuildError, UsageError
-from neobuild.results import BuildReport, PlanOutput, ValidateResult, no_requests_line
 
 if TYPE_CHECKING:
+    from neobuild.add import AddResult
     from neobuild.compile import CompileResult
     from neobuild.compilecheck import CheckReport
     from neobuild.model import Manifest, Model
+    from neobuild.results import BuildReport, PlanOutput, ValidateResult
     from neobuild.show import ShowResult
     from neobuild.verify import VerifyReport
 
@@ -71,6 +71,7 @@ def _save_schema(target: Path) -> None:
 def validate(*, manifest_path: Path, strict: bool = False) -> ValidateResult:
     """Check the manifest and return every problem (never raises for manifest problems)."""
     from neobuild import manifest as manifest_mod
+    from neobuild.results import ValidateResult
 
     loaded, problems = manifest_mod.check(manifest_path)
     promoted = sum(1 for p in problems if p.severity == "warning") if strict else 0
@@ -110,6 +111,7 @@ def plan(
     from neobuild import lockfile, pipeline
     from neobuild import plan as plan_mod
     from neobuild import shard as shard_mod
+    from neobuild.results import PlanOutput
     from neobuild.statcache import StatCache
 
     manifest = _load(manifest_path)
@@ -188,6 +190,7 @@ def package(
         BuildInterrupted: Ctrl-C or SIGTERM; its ``report`` says what finished.
     """
     from neobuild import pipeline, scheduler
+    from neobuild.results import BuildReport
 
     out = out or Output()
     started = time.monotonic()
@@ -275,6 +278,8 @@ def _write_reports(report: BuildReport, junit: Path | None, out: Output) -> None
 
 
 def _print_summary(report: BuildReport, out: Output) -> None:
+    from neobuild.results import no_requests_line
+
     for m in report.models:
         if m.compile_check:
             line = f"{m.name}: compile check {m.compile_check}"
@@ -401,8 +406,15 @@ def _with_compile_settings(
     )
 
 
-#: ``neobuild add``: :func:`neobuild.add.add_model` takes exactly the command's keywords.
-add = add_mod.add_model
+def add(*, manifest_path: Path, name: str, **fields: Any) -> AddResult:
+    """Declare model ``name`` in the manifest.
+
+    ``fields`` are :func:`neobuild.add.add_model`'s keywords (``framework``, ``export``,
+    ``inputs``, ``targets``, ...), passed on as given rather than listed twice.
+    """
+    from neobuild.add import add_model
+
+    return add_model(manifest_path, name, **fields)
 
 
 def show(*, manifest_path: Path, name: str) -> ShowResult:
