@@ -86,11 +86,11 @@ def _digest(data: bytes) -> str:
 
 
 def _templates_hash(manifest: object) -> Callable[[Any], str] | str:
-    """The templates hash the CLI uses (``build._templates_hash``), so the lock matches it."""
+    """The templates hash the CLI uses (``pipeline.templates_hash``), so the lock matches it."""
     try:
-        from neobuild import build
+        from neobuild import pipeline
 
-        value = build._templates_hash(manifest)  # type: ignore[arg-type]
+        value = pipeline.templates_hash(manifest)  # type: ignore[arg-type]
         return value if callable(value) else str(value)
     except (ImportError, AttributeError):
         pass

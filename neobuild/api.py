@@ -7,20 +7,23 @@ through the :class:`~neobuild.console.Output` they are handed, and they raise
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neobuild.console import Output
-from neobuild.errors import Problem
+from neobuild.errors import BuildInterrupted, NeobuildError, UsageError
 
 if TYPE_CHECKING:
     from neobuild.add import AddResult
-    from neobuild.build import BuildReport, PlanOutput
     from neobuild.compile import CompileResult
     from neobuild.compilecheck import CheckReport
+    from neobuild.model import Manifest, Model
+    from neobuild.results import BuildReport, PlanOutput, ValidateResult
     from neobuild.show import ShowResult
     from neobuild.verify import VerifyReport
 
@@ -57,8 +60,6 @@ def init(*, directory: Path, manifest: Path | None = None, force: bool = False) 
 
 def _save_schema(target: Path) -> None:
     """Save the JSON Schema where the starter's modeline points (in ``.neobuild/``)."""
-    import json
-
     from neobuild.atomic import atomic_write_text
     from neobuild.gitignore import ignore_all
 
@@ -67,54 +68,10 @@ def _save_schema(target: Path) -> None:
     atomic_write_text(target, json.dumps(schema(), indent=2, sort_keys=True) + "\n")
 
 
-@dataclass(frozen=True)
-class ValidateResult:
-    """Every problem found in the manifest, and whether they fail validation."""
-
-    manifest_path: Path
-    problems: tuple[Problem, ...]
-    strict: bool
-    model_count: int
-    promoted: int = 0  # warnings that --strict turned into errors
-
-    @property
-    def errors(self) -> int:
-        return sum(1 for p in self.problems if p.severity == "error")
-
-    @property
-    def warnings(self) -> int:
-        return sum(1 for p in self.problems if p.severity == "warning")
-
-    @property
-    def ok(self) -> bool:
-        return self.errors == 0 and not (self.strict and self.warnings)
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``validate --json`` document (versioned like the other commands')."""
-        return {
-            "schema_version": 1,
-            "manifest": str(self.manifest_path),
-            "ok": self.ok,
-            "models": self.model_count,
-            "errors": self.errors,
-            "warnings": self.warnings,
-            "problems": [p.as_json() for p in self.problems],
-        }
-
-    def summary(self) -> str:
-        if not self.problems:
-            return f"{self.manifest_path}: {self.model_count} model(s), no problems"
-        verdict = "ok" if self.ok else "invalid"
-        promoted = f" ({self.promoted} of them warnings, under --strict)" if self.promoted else ""
-        return (
-            f"{self.manifest_path}: {verdict}: {self.errors} error(s){promoted}, "
-            f"{self.warnings} warning(s)"
-        )
-
-
 def validate(*, manifest_path: Path, strict: bool = False) -> ValidateResult:
     """Check the manifest and return every problem (never raises for manifest problems)."""
     from neobuild import manifest as manifest_mod
+    from neobuild.results import ValidateResult
 
     loaded, problems = manifest_mod.check(manifest_path)
     promoted = sum(1 for p in problems if p.severity == "warning") if strict else 0
@@ -149,18 +106,62 @@ def plan(
     include_fresh: bool = False,
     weights: Sequence[Path] = (),
 ) -> PlanOutput:
-    """What ``package`` would do, and why."""
-    from neobuild import build
+    """What ``package`` would do, and why (with ``explain``: one model's fingerprint
+    breakdown; with ``matrix``: a GitHub Actions matrix of shards)."""
+    from neobuild import lockfile, pipeline
+    from neobuild import plan as plan_mod
+    from neobuild import shard as shard_mod
+    from neobuild.results import PlanOutput
+    from neobuild.statcache import StatCache
 
-    return build.make_plan(
-        manifest_path=manifest_path,
-        patterns=patterns,
-        since=since,
-        shard=shard,
-        matrix=matrix,
-        explain=explain,
-        include_fresh=include_fresh,
-        weights=weights,
+    manifest = _load(manifest_path)
+    lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
+    if explain is not None:
+        (model,) = _select(manifest, [explain], False, None)[:1]
+        stat_cache = StatCache.open(manifest.root)
+        explanation = plan_mod.explain(
+            manifest,
+            model,
+            lock,
+            templates_hash=pipeline.templates_hash(manifest),
+            stat_cache=stat_cache,
+        )
+        stat_cache.save()
+        return PlanOutput(
+            document=explanation.to_json(),
+            text=explanation.render(),
+            stale_count=int(explanation.item.stale),
+        )
+    models = _select(manifest, patterns, False, shard)
+    result = pipeline.plan_models(manifest, models, lock, since=since)
+    if matrix is not None:
+        durations = shard_mod.load_weights(manifest.root)
+        durations.update(shard_mod.weights_from_junit(list(weights)))
+        document = shard_mod.matrix(
+            result, matrix, include_fresh=include_fresh, weights=durations or None
+        )
+        return PlanOutput(
+            document=document,
+            text=json.dumps(document, separators=(",", ":")),
+            stale_count=result.stale_count,
+        )
+    document = result.to_json()
+    text = result.render(show_fresh=include_fresh)
+    removed: list[str] = []
+    if not patterns and shard is None:
+        # Lock entries of models no longer declared: `package --all` removes them.
+        removed = sorted(set(lock.models) - set(manifest.models))
+        document["removed"] = removed
+        if removed:
+            text += "".join(
+                f"\n{name}: in neo.lock but no longer declared (`package --all` removes it)"
+                for name in removed
+            )
+    return PlanOutput(
+        document=document,
+        text=text,
+        stale_count=result.stale_count + len(removed),
+        warnings=tuple(w.render() if hasattr(w, "render") else str(w) for w in manifest.warnings),
     )
 
 
@@ -183,27 +184,113 @@ def package(
     compile_check: bool | None = None,
     strict: bool = False,
 ) -> BuildReport:
-    """Build every selected stale model; see :func:`neobuild.build.build`."""
-    from neobuild import build
+    """Build every selected stale model (all of them with ``force``); see :mod:`neobuild.pipeline`.
 
-    return build.build(
-        manifest_path=manifest_path,
-        patterns=patterns,
-        all_models=all_models,
-        jobs=jobs,
-        keep_going=keep_going,
+    Raises:
+        BuildInterrupted: Ctrl-C or SIGTERM; its ``report`` says what finished.
+    """
+    from neobuild import pipeline, scheduler
+    from neobuild.results import BuildReport
+
+    out = out or Output()
+    started = time.monotonic()
+    manifest = _load(manifest_path)
+    for warning in manifest.warnings:
+        out.warn(warning.render() if hasattr(warning, "render") else str(warning))
+    models = _select(manifest, patterns, all_models, shard, require=True)
+    scheduler.check_build_dir(manifest, models)
+    if junit is not None:
+        _check_writable(junit)
+    build_cache = scheduler.open_cache(manifest, out)
+    options = pipeline.BuildOptions(
         force=force,
         smoke=smoke,
         allow_incomplete=allow_incomplete,
-        since=since,
-        shard=shard,
-        wait=wait,
-        junit=junit,
-        fork_server=fork_server,
-        out=out or Output(),
+        stream=out.verbosity > 0,
         compile_check=compile_check,
         strict=strict,
     )
+    reports, interrupted = scheduler.run(
+        manifest,
+        models,
+        options,
+        jobs=jobs,
+        keep_going=keep_going,
+        since=since,
+        prune=all_models and since is None and shard is None,
+        wait=wait,
+        fork_server=fork_server,
+        build_cache=build_cache,
+        out=out,
+    )
+    ordered = [reports[m.name] for m in models if m.name in reports]
+    report = BuildReport(
+        manifest=manifest_path,
+        models=ordered,
+        duration=time.monotonic() - started,
+        without_requests=[
+            r.name
+            for r in ordered
+            if r.status in ("built", "restored")
+            and not pipeline.writes_requests(manifest.models[r.name], options)
+        ],
+    )
+    _print_summary(report, out)
+    _write_reports(report, junit, out)
+    if interrupted:
+        raise BuildInterrupted(report)
+    return report
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before building, not after, when the JUnit report cannot be written."""
+    problem = None
+    if path.is_dir():
+        problem = "it is a directory"
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problem = exc.strerror or str(exc)
+        else:
+            if not os.access(path.parent, os.W_OK):
+                problem = f"{path.parent} is not writable"
+    if problem:
+        raise UsageError(
+            f"cannot write the JUnit report to {path}: {problem}",
+            hint="give a file path in a writable directory",
+        )
+
+
+def _write_reports(report: BuildReport, junit: Path | None, out: Output) -> None:
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if junit is None and not summary:
+        return
+    from neobuild import reports as reports_mod
+
+    if junit is not None:
+        reports_mod.write_junit(junit, report)
+    if summary:
+        try:
+            reports_mod.append_step_summary(report)
+        except OSError as exc:
+            out.warn(f"could not append to GITHUB_STEP_SUMMARY ({summary}): {exc}")
+
+
+def _print_summary(report: BuildReport, out: Output) -> None:
+    from neobuild.results import no_requests_line
+
+    for m in report.models:
+        if m.compile_check:
+            line = f"{m.name}: compile check {m.compile_check}"
+            passed = m.compile_check.startswith(("passed", "not-checked"))
+            (out.info if passed else out.warn)(line)
+    failures = [m for m in report.models if m.status == "failed"]
+    if failures:
+        out.error("failed: " + ", ".join(m.name for m in failures))
+    if report.without_requests:
+        out.info(no_requests_line(report.without_requests))
+    out.info(report.summary())
 
 
 def check(
@@ -215,23 +302,30 @@ def check(
     out: Output | None = None,
 ) -> CheckReport:
     """Compile packed models locally with TVM/Treelite; see :mod:`neobuild.compilecheck`."""
-    from neobuild import compilecheck
+    from neobuild import compilecheck, scheduler
 
     output = out or Output()
-    return compilecheck.check_packed(
-        manifest_path=manifest_path,
-        patterns=patterns,
-        all_models=all_models,
-        strict=strict,
-        on_result=lambda r: output.detail(f"{r.model}: {r.summary()}"),
+    started = time.monotonic()
+    manifest = _load(manifest_path)
+    models = _select(manifest, patterns, all_models, None, require=True, command="check")
+    # The build lock: a concurrent `package` must not swap an export out under the check.
+    with scheduler.build_lock(manifest.root, wait=False):
+        results = compilecheck.check_packed(
+            manifest, models, lambda r: output.detail(f"{r.model}: {r.summary()}")
+        )
+    return compilecheck.CheckReport(
+        results=tuple(results), strict=strict, duration=time.monotonic() - started
     )
 
 
 def verify(*, manifest_path: Path) -> VerifyReport:
     """Re-hash the outputs that neo.lock lists."""
-    from neobuild import build
+    from neobuild import lockfile
+    from neobuild import verify as verify_mod
 
-    return build.verify(manifest_path=manifest_path)
+    manifest = _load(manifest_path)
+    lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
+    return verify_mod.verify(manifest, lock)
 
 
 def compile(
@@ -244,46 +338,83 @@ def compile(
     out: Output | None = None,
     confirm_stop: Callable[[Sequence[Any]], bool] | None = None,
 ) -> CompileResult:
-    """Pre-flight requests; with ``submit`` upload and create the jobs."""
-    from neobuild import build
+    """Pre-flight requests; with ``submit`` upload and create the jobs (``wait``: poll them)."""
+    from neobuild import compile as compile_mod
 
-    return build.compile_(
-        manifest_path=manifest_path,
-        patterns=patterns,
-        all_models=all_models,
+    out = out or Output()
+    manifest = _load(manifest_path)
+    models = _select(manifest, patterns, all_models, None, require=True, command="compile")
+    models = _with_compile_settings(models, all_models=all_models, out=out)
+    _refuse_stale(manifest, models)
+    result = compile_mod.compile_models(
+        manifest,
+        models,
         submit=submit,
         wait=wait,
-        out=out or Output(),
+        on_event=lambda event: (out.detail if event.kind == "checked" else out.info)(
+            compile_mod.describe_event(event)
+        ),
         confirm_stop=confirm_stop,
+        raise_on_failure=False,
+    )
+    return result  # the CLI prints it: on stdout, or as --json
+
+
+def _refuse_stale(manifest: Manifest, models: Sequence[Model]) -> None:
+    """Compile only what neo.lock says was built from today's inputs.
+
+    Raises:
+        NeobuildError: a selected model is stale (its requests would describe old inputs).
+    """
+    from neobuild import lockfile, pipeline
+
+    lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
+    stale = pipeline.plan_models(manifest, models, lock).stale
+    if stale:
+        lines = [f"{item.name}: {item.reasons[0] if item.reasons else 'stale'}" for item in stale]
+        names = " ".join(item.name for item in stale)
+        raise NeobuildError(
+            f"{len(stale)} model(s) changed since they were packaged, so their requests are out "
+            "of date:\n  " + "\n  ".join(lines),
+            hint=f"run `neobuild package {names}` first",
+        )
+
+
+def _with_compile_settings(
+    models: Sequence[Model], *, all_models: bool, out: Output
+) -> list[Model]:
+    """The models that have requests to compile; a named one without them is a usage error.
+
+    ``--all`` skips models without compile settings (with one line naming them) and
+    fails only when none is left.
+
+    Raises:
+        UsageError: a named model, or every model, has no compile settings.
+    """
+    bare = [m.name for m in models if not m.compile.renders_requests]
+    if not bare:
+        return list(models)
+    kept = [m for m in models if m.compile.renders_requests]
+    shown = ", ".join(bare[:5]) + (f" and {len(bare) - 5} more" if len(bare) > 5 else "")
+    if all_models and kept:
+        out.info(f"skipping {len(bare)} model(s) without compile settings: {shown}")
+        return kept
+    raise UsageError(
+        f"nothing to compile for {shown}: compile.role_arn and compile.s3_prefix are not set",
+        hint="set both in neo.yaml (under compile:, in the model or in defaults), run "
+        "`neobuild package` again to render the requests, then compile",
     )
 
 
-def add(
-    *,
-    manifest_path: Path,
-    name: str,
-    framework: str,
-    export: str,
-    inputs: Sequence[str] = (),
-    targets: Sequence[str] = (),
-    framework_version: str | None = None,
-    tags: Sequence[str] = (),
-    requirements: str | None = None,
-) -> AddResult:
-    """Declare model ``name`` in the manifest; see :func:`neobuild.add.add_model`."""
-    from neobuild import add as add_mod
+def add(*, manifest_path: Path, name: str, **fields: Any) -> AddResult:
+    """Declare model ``name`` in the manifest.
 
-    return add_mod.add_model(
-        manifest_path,
-        name,
-        framework=framework,
-        export=export,
-        inputs=inputs,
-        targets=targets,
-        framework_version=framework_version,
-        tags=tags,
-        requirements=requirements,
-    )
+    ``fields`` are :func:`neobuild.add.add_model`'s keywords (``framework``, ``export``,
+    ``inputs``, ``targets``, ...), passed on as given rather than listed twice.
+    """
+    from neobuild.add import add_model
+
+    return add_model(manifest_path, name, **fields)
 
 
 def show(*, manifest_path: Path, name: str) -> ShowResult:
@@ -291,3 +422,37 @@ def show(*, manifest_path: Path, name: str) -> ShowResult:
     from neobuild import show as show_mod
 
     return show_mod.show(manifest_path, name)
+
+
+def _load(manifest_path: Path) -> Manifest:
+    from neobuild import manifest as manifest_mod
+
+    return manifest_mod.load(manifest_path)
+
+
+def _select(
+    manifest: Manifest,
+    patterns: Sequence[str],
+    all_models: bool,
+    shard: str | None,
+    *,
+    require: bool = False,
+    command: str = "package",
+) -> list[Model]:
+    """The selected models; with ``require``, names or ``--all`` must be given."""
+    from neobuild.selection import select_models
+
+    if require and not patterns and not all_models:
+        raise UsageError(
+            "name the models to act on, or pass --all",
+            hint=f"e.g. `neobuild {command} resnet18`, `neobuild {command} 'tag:vision'` or "
+            f"`neobuild {command} --all`",
+        )
+    models = select_models(manifest, patterns, all_models=all_models)
+    if shard is not None:
+        from neobuild import shard as shard_mod
+
+        k, n = shard_mod.parse_shard(shard)
+        names = set(shard_mod.shard([m.name for m in models], k, n))
+        models = [m for m in models if m.name in names]
+    return models

@@ -16,18 +16,24 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 from typer.core import TyperGroup
 
 from neobuild import __version__, api, completion
 from neobuild.console import Output, print_json
-from neobuild.crash import guarded
-from neobuild.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, UsageError
+from neobuild.error_handler import guarded
+from neobuild.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    BuildInterrupted,
+    UsageError,
+)
 
 if TYPE_CHECKING:
-    from neobuild.build import BuildReport
+    from neobuild.results import BuildReport
 
 #: Options of the top-level callback that take a value (they come before the command).
 _VALUED_GLOBALS = frozenset({"-C", "--directory", "--manifest"})
@@ -107,6 +113,22 @@ def _run(ctx: typer.Context, body: Any) -> None:
     g = _globals(ctx)
     code = guarded(g.out, lambda: body(g))
     raise typer.Exit(code if isinstance(code, int) else EXIT_OK)
+
+
+class _Result(Protocol):
+    def to_json(self) -> Any: ...
+
+    def render(self) -> str: ...
+
+
+def _print_result(g: Globals, result: _Result, *, as_json: bool, to_stderr: bool = False) -> None:
+    """A command's result: its ``--json`` document alone on stdout, or its text."""
+    if as_json:
+        print_json(result.to_json())
+    elif to_stderr:
+        g.out.info(result.render())
+    else:
+        g.out.result(result.render())
 
 
 def _version(value: bool) -> None:
@@ -205,6 +227,8 @@ ModelsArg = Annotated[
         autocompletion=completion.model_patterns,
     ),
 ]
+AllOption = Annotated[bool, typer.Option("--all", help="Every model of the manifest.")]
+JsonReportOption = Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")]
 PlanModelsArg = Annotated[
     list[str] | None,
     typer.Argument(
@@ -307,7 +331,7 @@ def plan(
 def package(
     ctx: typer.Context,
     models: ModelsArg = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every model of the manifest.")] = False,
+    all_: AllOption = False,
     jobs: Annotated[
         int,
         typer.Option(
@@ -347,7 +371,7 @@ def package(
     wait_deprecated: Annotated[
         bool, typer.Option("--wait", hidden=True, help="Deprecated spelling of --wait-lock.")
     ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+    json_: JsonReportOption = False,
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write a JUnit XML report.", metavar="FILE")
     ] = None,
@@ -373,8 +397,6 @@ def package(
     """Export what is stale, check it, package it, render scripts and requests, update neo.lock."""
 
     def body(g: Globals) -> int:
-        from neobuild.build import BuildInterrupted
-
         if wait_deprecated:
             g.out.warn(
                 "`package --wait` is deprecated: it is now `--wait-lock` "
@@ -413,17 +435,15 @@ def package(
     _run(ctx, body)
 
 
-@app.command(
-    epilog=_examples(["neobuild check --all", "neobuild check resnet18 --strict --json"])
-)
+@app.command(epilog=_examples(["neobuild check --all", "neobuild check resnet18 --strict --json"]))
 def check(
     ctx: typer.Context,
     models: ModelsArg = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every model of the manifest.")] = False,
+    all_: AllOption = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when a model is unsupported or mismatched.")
     ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+    json_: JsonReportOption = False,
 ) -> None:
     """Compile packed models locally with TVM/Treelite and compare (a hint, not Neo's verdict)."""
 
@@ -435,10 +455,7 @@ def check(
             strict=strict,
             out=g.out,
         )
-        if json_:
-            print_json(result.to_json())
-        else:
-            g.out.info(result.render())
+        _print_result(g, result, as_json=json_, to_stderr=True)
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
@@ -453,10 +470,7 @@ def verify(
 
     def body(g: Globals) -> int:
         result = api.verify(manifest_path=g.manifest_path())
-        if json_:
-            print_json(result.to_json())
-        else:
-            g.out.result(result.render())
+        _print_result(g, result, as_json=json_)
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
@@ -469,12 +483,12 @@ def verify(
 def compile_(
     ctx: typer.Context,
     models: ModelsArg = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every model of the manifest.")] = False,
+    all_: AllOption = False,
     submit: Annotated[
         bool, typer.Option("--submit", help="Upload archives and create the compilation jobs.")
     ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Poll the jobs until they end.")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")] = False,
+    json_: JsonReportOption = False,
 ) -> None:
     """Pre-flight the CreateCompilationJob requests; --submit runs them on SageMaker Neo."""
 
@@ -488,10 +502,7 @@ def compile_(
             out=g.out,
             confirm_stop=_confirm_stop if sys.stdin.isatty() else None,
         )
-        if json_:
-            print_json(result.to_json())
-        else:
-            g.out.result(result.render())
+        _print_result(g, result, as_json=json_)
         return EXIT_OK if result.ok else EXIT_FAILED
 
     _run(ctx, body)
@@ -593,10 +604,7 @@ def show(
 
     def body(g: Globals) -> int:
         result = api.show(manifest_path=g.manifest_path(), name=model)
-        if json_:
-            print_json(result.to_json())
-        else:
-            g.out.result(result.render())
+        _print_result(g, result, as_json=json_)
         return EXIT_OK
 
     _run(ctx, body)

@@ -503,45 +503,26 @@ class CheckReport:
         }
 
 
-def check_packed(
-    *,
-    manifest_path: Path,
-    patterns: Sequence[str] = (),
-    all_models: bool = False,
-    strict: bool = False,
-    on_result: Any = None,
-) -> CheckReport:
+def check_packed(manifest: Manifest, models: Sequence[Model], on_result: Any) -> list[CheckResult]:
     """``neobuild check``: run the compile check on models already packed.
 
     Each model's export as kept in ``<build_dir>/<model>/export`` is checked, its output
     appended to that directory's ``export.log``, and the result recorded in its
-    neo.lock entry.
+    neo.lock entry. The caller holds the build lock.
 
     Raises:
-        UsageError: no model named, a model never packed, or the extra missing.
+        UsageError: a model never packed, or the extra missing.
     """
-    from neobuild import build
-
-    started = time.monotonic()
-    manifest = build.load_manifest(manifest_path)
-    models = build._select(manifest, patterns, all_models, None, require=True, command="check")
-    # The build lock: a concurrent `package` must not swap an export out under the check.
-    with build.build_lock(manifest.root, wait=False):
-        results = _check_packed(manifest, models, on_result)
-    return CheckReport(results=tuple(results), strict=strict, duration=time.monotonic() - started)
-
-
-def _check_packed(manifest: Manifest, models: Sequence[Model], on_result: Any) -> list[CheckResult]:
     from dataclasses import replace
 
-    from neobuild import build, envs, lockfile
+    from neobuild import envs, lockfile
 
     lock_path = manifest.root / lockfile.LOCK_NAME
     lock = lockfile.read_lock(lock_path)
     never = [
         m.name
         for m in models
-        if m.name not in lock.models or not (build.model_dir(manifest, m) / "export").is_dir()
+        if m.name not in lock.models or not (manifest.build_dir / m.name / "export").is_dir()
     ]
     if never:
         raise UsageError(
@@ -551,7 +532,7 @@ def _check_packed(manifest: Manifest, models: Sequence[Model], on_result: Any) -
     require_extra(m.framework for m in models)
     results = []
     for model in models:
-        directory = build.model_dir(manifest, model)
+        directory = manifest.build_dir / model.name
         log_path = directory / "export.log"
         python = envs.export_python(model, root=manifest.root, log_path=log_path)
         result = check_model(

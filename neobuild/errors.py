@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 Severity = Literal["error", "warning"]
 
@@ -200,3 +200,26 @@ class CompileCheckError(NeobuildError):
     def __init__(self, message: str, *, compile_check: str, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.compile_check = compile_check  # the result, kept on the failed model's report
+
+
+class Interrupted(NeobuildError):
+    """The run was interrupted before this model finished; nothing of it was kept."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM ended a ``package`` run; ``report`` says what finished.
+
+    ``report`` is the run's :class:`neobuild.results.BuildReport` (typed loosely here:
+    errors.py imports nothing from neobuild). The JUnit report is already written; the
+    CLI prints ``report`` for ``--json`` and exits 130.
+    """
+
+    def __init__(self, report: _JsonReport) -> None:
+        super().__init__("interrupted")
+        self.report = report
+
+
+class _JsonReport(Protocol):
+    def to_json(self) -> dict[str, Any]: ...

@@ -30,7 +30,7 @@ from neobuild import envs
 from neobuild.console import Output
 
 if TYPE_CHECKING:
-    from neobuild.build import ModelReport
+    from neobuild.results import ModelReport
 
 
 def env_line(event: envs.EnvEvent) -> str:

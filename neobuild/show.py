@@ -105,10 +105,11 @@ def show(manifest_path: Path, name: str) -> ShowResult:
         UsageError: no model is called ``name`` (with a did-you-mean).
         ManifestError, LockError: the manifest or neo.lock is invalid.
     """
-    from neobuild import build, lockfile
+    from neobuild import lockfile, pipeline
+    from neobuild import manifest as manifest_mod
     from neobuild.model import repo_relative
 
-    manifest = build.load_manifest(manifest_path)
+    manifest = manifest_mod.load(manifest_path)
     if name not in manifest.models:
         from neobuild.errors import UsageError
         from neobuild.selection import select_models
@@ -119,9 +120,9 @@ def show(manifest_path: Path, name: str) -> ShowResult:
             hint=f"for example `neobuild show {matches[0].name}`",
         )
     model = manifest.models[name]
-    plan = build.make_plan(manifest_path=manifest_path, patterns=[name])
-    status: dict[str, Any] = next((m for m in plan.document["models"] if m["name"] == name), {})
     lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
+    plan = pipeline.plan_models(manifest, [model], lock).to_json()
+    status: dict[str, Any] = next((m for m in plan["models"] if m["name"] == name), {})
     entry = lock.models.get(name)
     return ShowResult(
         name=name,
@@ -129,5 +130,5 @@ def show(manifest_path: Path, name: str) -> ShowResult:
         entry=model.to_json(),
         status=status,
         lock=entry.to_json() if entry is not None else None,
-        build_dir=repo_relative(manifest.root, build.model_dir(manifest, model)),
+        build_dir=repo_relative(manifest.root, pipeline.model_dir(manifest, model)),
     )

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from neobuild import __version__, api, cli
-from neobuild.build import BuildReport, ModelReport
 from neobuild.errors import ExportError, ManifestError, Problem, UsageError
+from neobuild.results import BuildReport, ModelReport
 
 runner = CliRunner()
 
@@ -152,7 +152,7 @@ def test_unexpected_error_writes_crash_log_and_exits_3(
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr(api, "package", boom)
-    monkeypatch.setattr("neobuild.crash.crash_dir", lambda: tmp_path / "crashes")
+    monkeypatch.setattr("neobuild.error_handler.crash_dir", lambda: tmp_path / "crashes")
     result = invoke("package", "--all")
     assert result.exit_code == 3
     assert "Traceback" not in result.output

@@ -348,7 +348,7 @@ def test_package_compile_check_options_become_api_keywords(
     from typer.testing import CliRunner
 
     from neobuild import api, cli
-    from neobuild.build import BuildReport, ModelReport
+    from neobuild.results import BuildReport, ModelReport
 
     seen: list[dict[str, Any]] = []
 

@@ -705,12 +705,7 @@ INJECT = """
 import os, signal, sys
 
 import neobuild.atomic
-import neobuild.build
-
-try:  # the swap into place moved from build.py to outputs.py
-    import neobuild.outputs as swapper
-except ImportError:
-    swapper = neobuild.build
+import neobuild.outputs as swapper
 
 point = sys.argv[1]
 sys.argv = ["neobuild", *sys.argv[2:]]
@@ -915,12 +910,12 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
 INTERRUPT = """
 import sys
 
-import neobuild.build
 import neobuild.lockfile
+import neobuild.scheduler
 
 point = sys.argv[1]
 sys.argv = ["neobuild", *sys.argv[2:]]
-add, modify = neobuild.build.LockWriter.add, neobuild.lockfile.modify_lock
+add, modify = neobuild.scheduler.LockWriter.add, neobuild.lockfile.modify_lock
 fired = []
 
 
@@ -942,7 +937,7 @@ def modify_hook(*args, **kwargs):
     return modify(*args, **kwargs)
 
 
-neobuild.build.LockWriter.add = add_hook
+neobuild.scheduler.LockWriter.add = add_hook
 neobuild.lockfile.modify_lock = modify_hook
 
 from neobuild.cli import main

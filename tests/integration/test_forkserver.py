@@ -191,7 +191,7 @@ def test_cli_fork_server_option_becomes_the_api_keyword(
     from typer.testing import CliRunner
 
     from neobuild import api, cli
-    from neobuild.build import BuildReport
+    from neobuild.results import BuildReport
 
     seen: dict[str, Any] = {}
 

@@ -13,7 +13,7 @@ from everyday_project import write_project
 from typer.testing import CliRunner
 
 from neobuild import api, cli
-from neobuild.build import BuildReport, ModelReport
+from neobuild.results import BuildReport, ModelReport
 
 runner = CliRunner()
 COMMANDS = sorted(
