@@ -957,23 +957,23 @@ def _prune_undeclared(manifest: Manifest, lock: Any, writer: LockWriter, out: Ou
 def _fetch_cached(
     manifest: Manifest, model: Model, fingerprint: Any, build_cache: Any
 ) -> LockEntry | None:
-    from neobuild import cache
+    from neobuild import buildcache
 
     hit = build_cache.fetch(fingerprint.digest, model.name, model_dir(manifest, model))
     if hit is None:
         return None
-    return cache.localize(manifest, model, hit.entry)
+    return buildcache.localize(manifest, model, hit.entry)
 
 
 def _open_cache(manifest: Manifest, out: Output) -> Any:
     """The shared build cache, opened once (a bad URL is bad input, before any work)."""
-    from neobuild import cache
+    from neobuild import buildcache
 
-    settings = cache.cache_settings(manifest)
+    settings = buildcache.cache_settings(manifest)
     if settings is None:
         return None
     try:
-        return cache.open_cache(settings, root=manifest.root, warn=out.warn)
+        return buildcache.open_cache(settings, root=manifest.root, warn=out.warn)
     except NeobuildError as exc:
         raise UsageError(exc.message, hint=exc.hint) from exc
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from neobuild import cache, lockfile, outputs, package, request
+from neobuild import buildcache as cache
+from neobuild import lockfile, outputs, package, request
 from neobuild.errors import CacheError
 from neobuild.model import (
     CacheSettings,
