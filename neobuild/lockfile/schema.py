@@ -42,6 +42,16 @@ _STR_MAP: dict[str, Any] = {
 }
 _OPT_STR: dict[str, Any] = {"type": "string", "nullable": True}
 
+
+def _by_target(fields: dict[str, Any]) -> dict[str, Any]:
+    """A mapping keyed by target key (``requests``, ``jobs``) of mappings with ``fields``."""
+    return {
+        "type": "dict",
+        "keysrules": {"type": "string", "regex": _NAME},
+        "valuesrules": {"type": "dict", "schema": fields},
+    }
+
+
 ENTRY_SCHEMA: dict[str, Any] = {
     "fingerprint": {"type": "string", "required": True, "empty": False},
     "framework": {"type": "string", "required": True, "empty": False},
@@ -51,37 +61,27 @@ ENTRY_SCHEMA: dict[str, Any] = {
     "archive": {**_FILE_RECORD, "required": True},
     "archive_path": {"type": "string", "required": True, "regex": _REL_PATH},
     "outputs": _FILE_MAP,
-    "requests": {
-        "type": "dict",
-        "keysrules": {"type": "string", "regex": _NAME},
-        "valuesrules": {
-            "type": "dict",
-            "schema": {
-                "path": {"type": "string", "required": True, "regex": _REL_PATH},
-                "sha256": {"type": "string", "required": True, "regex": _SHA256},
-                "job_name": {"type": "string", "required": True},
-            },
-        },
-    },
+    "requests": _by_target(
+        {
+            "path": {"type": "string", "required": True, "regex": _REL_PATH},
+            "sha256": {"type": "string", "required": True, "regex": _SHA256},
+            "job_name": {"type": "string", "required": True},
+        }
+    ),
     "smoke": _OPT_STR,
     "compile_check": _OPT_STR,
     "fingerprint_parts": _STR_MAP,
-    "jobs": {
-        "type": "dict",
-        "keysrules": {"type": "string", "regex": _NAME},
-        "valuesrules": {
-            "type": "dict",
-            "schema": {
-                "name": {"type": "string", "required": True, "empty": False},
-                "arn": _OPT_STR,
-                "status": {"type": "string", "required": True, "empty": False},
-                "output": _OPT_STR,
-                "inference_image": _OPT_STR,
-                "artifact_digest": _OPT_STR,
-                "failure_reason": _OPT_STR,
-            },
-        },
-    },
+    "jobs": _by_target(
+        {
+            "name": {"type": "string", "required": True, "empty": False},
+            "arn": _OPT_STR,
+            "status": {"type": "string", "required": True, "empty": False},
+            "output": _OPT_STR,
+            "inference_image": _OPT_STR,
+            "artifact_digest": _OPT_STR,
+            "failure_reason": _OPT_STR,
+        }
+    ),
     "git_commit": _OPT_STR,
     "git_dirty": {"type": "boolean", "nullable": True},
 }

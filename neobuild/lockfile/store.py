@@ -100,12 +100,7 @@ def update_lock(
         updates: Model name -> new entry, or None to remove the model.
         timeout: Seconds to wait for another update to finish.
 
-    Returns:
-        The lock as written.
-
-    Raises:
-        InvalidLockError: the existing lock is invalid (it is not overwritten).
-        LockError: the file lock was not acquired in time, or the write failed.
+    Returns and raises as :func:`modify_lock`.
     """
     return modify_lock(path, lambda _current: updates, timeout=timeout)
 
