@@ -418,7 +418,7 @@ class RunContext:
     lock: Lock
     git_state: tuple[str | None, bool | None]
     cancel: threading.Event
-    build_cache: Any = None  # neobuild.cache's shared build cache, when configured
+    build_cache: Any = None  # neobuild.buildcache's shared build cache, when configured
 
 
 def run_model(
@@ -495,12 +495,12 @@ def _check_entry(manifest: Manifest, model: Model, entry: LockEntry) -> None:
 def _fetch_cached(
     manifest: Manifest, model: Model, fingerprint: Any, build_cache: Any
 ) -> LockEntry | None:
-    from neobuild import cache
+    from neobuild import buildcache
 
     hit = build_cache.fetch(fingerprint.digest, model.name, model_dir(manifest, model))
     if hit is None:
         return None
-    return cache.localize(manifest, model, hit.entry)
+    return buildcache.localize(manifest, model, hit.entry)
 
 
 def templates_hash(manifest: Manifest) -> Callable[[Model], str]:

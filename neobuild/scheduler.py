@@ -194,13 +194,13 @@ def _git_state(manifest: Manifest) -> tuple[str | None, bool | None]:
 
 def open_cache(manifest: Manifest, out: Output) -> Any:
     """The shared build cache, opened once (a bad URL is bad input, before any work)."""
-    from neobuild import cache
+    from neobuild import buildcache
 
-    settings = cache.cache_settings(manifest)
+    settings = buildcache.cache_settings(manifest)
     if settings is None:
         return None
     try:
-        return cache.open_cache(settings, root=manifest.root, warn=out.warn)
+        return buildcache.open_cache(settings, root=manifest.root, warn=out.warn)
     except NeobuildError as exc:
         raise UsageError(exc.message, hint=exc.hint) from exc
 

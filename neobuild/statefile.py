@@ -59,16 +59,25 @@ STALE_TEMP_SECONDS = 60.0
 @functools.cache
 def code_stamp() -> bytes:
     """sha256 of neobuild's version and every module's path, size and mtime (once a process)."""
-    package = Path(__file__).parent
     parts = [__version__]
-    for directory, _dirs, files in sorted(os.walk(package)):
-        for name in sorted(files):
-            if name.endswith(".py"):
-                path = os.path.join(directory, name)
-                with contextlib.suppress(OSError):
-                    st = os.stat(path)
-                    parts.append(f"{os.path.relpath(path, package)}:{st.st_size}:{st.st_mtime_ns}")
+    _stat_modules(os.path.dirname(__file__), "", parts)
     return hashlib.sha256("\n".join(parts).encode()).digest()
+
+
+def _stat_modules(directory: str, prefix: str, parts: list[str]) -> None:
+    """Append ``path:size:mtime`` of every ``.py`` file under ``directory``, in name order."""
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda entry: entry.name)
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.endswith(".py"):
+            with contextlib.suppress(OSError):
+                st = entry.stat()
+                parts.append(f"{prefix}{entry.name}:{st.st_size}:{st.st_mtime_ns}")
+        elif entry.name != "__pycache__" and entry.is_dir():
+            _stat_modules(entry.path, f"{prefix}{entry.name}/", parts)
 
 
 @dataclass(frozen=True)

@@ -222,7 +222,7 @@ def test_importing_neobuild_does_not_import_boto3() -> None:
     import sys
 
     code = (
-        "import sys, neobuild.cli, neobuild.aws, neobuild.compile, neobuild.cache, neobuild.reports;"
+        "import sys, neobuild.cli, neobuild.aws, neobuild.compile, neobuild.buildcache, neobuild.reports;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

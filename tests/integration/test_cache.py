@@ -10,7 +10,8 @@ import boto3
 import factories
 import pytest
 
-from neobuild import cache, lockfile, outputs, package, request
+from neobuild import buildcache as cache
+from neobuild import lockfile, outputs, package, request
 from neobuild.errors import CacheError
 from neobuild.model import (
     CacheSettings,

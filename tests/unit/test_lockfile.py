@@ -1,4 +1,4 @@
-"""lockfile.py: neo.lock round trip, deterministic bytes, validation with positions."""
+"""lockfile: neo.lock round trip, deterministic bytes, validation with positions."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 import yaml as pyyaml
 from ruamel.yaml import YAML
 
-from neobuild import lockfile
 from neobuild.errors import LockError
 from neobuild.lockfile import (
     HEADER,
@@ -27,6 +26,8 @@ from neobuild.lockfile import (
     dumps,
     loads,
     read_lock,
+    reader,
+    schema,
     update_lock,
     write_lock,
 )
@@ -216,8 +217,8 @@ def test_the_fast_reader_takes_everything_dumps_writes() -> None:
     )
     for lock in (Lock(), Lock({"tiny": tiny()}), Lock({"m": entry, "yes": entry, "1": entry})):
         text = dumps(lock)
-        data = lockfile._parse_canonical(text)
-        assert data is not lockfile._NOT_CANONICAL
+        data = reader.parse_canonical(text)
+        assert data is not reader.NOT_CANONICAL
         assert data == lock.to_json()
 
 
@@ -239,7 +240,7 @@ def test_the_fast_reader_declines_anything_else(old: str, new: str) -> None:
     text = dumps(Lock({"tiny": tiny()}))
     assert old in text
     changed = text.replace(old, new, 1)
-    assert lockfile._parse_canonical(changed) is lockfile._NOT_CANONICAL
+    assert reader.parse_canonical(changed) is reader.NOT_CANONICAL
     # ... and the YAML parser then reads it (or reports it) as YAML means it.
     try:
         lock = loads(changed)
@@ -428,7 +429,7 @@ def mutations(document: Any) -> list[Any]:
 
 
 def test_fast_check_knows_every_rule_the_schema_uses() -> None:
-    assert lockfile._rules_used(lockfile.LOCK_SCHEMA) <= lockfile._KNOWN_RULES
+    assert schema.rules_used(schema.LOCK_SCHEMA) <= schema.KNOWN_RULES
 
 
 def test_fast_check_agrees_with_cerberus() -> None:
@@ -437,8 +438,8 @@ def test_fast_check_agrees_with_cerberus() -> None:
     assert len(docs) > 300
     valid = 0
     for doc in docs:
-        expected = lockfile._Validator(lockfile.LOCK_SCHEMA).validate(copy.deepcopy(doc))
-        assert lockfile._conforms_mapping(doc, lockfile.LOCK_SCHEMA) == expected, doc
+        expected = schema.make_validator(schema.LOCK_SCHEMA).validate(copy.deepcopy(doc))
+        assert schema.conforms_mapping(doc, schema.LOCK_SCHEMA) == expected, doc
         valid += expected
     assert 0 < valid < len(docs)  # both outcomes were exercised
 

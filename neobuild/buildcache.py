@@ -496,7 +496,7 @@ def open_cache(
     Args:
         settings: from :func:`cache_settings`.
         root: the repository root, for relative ``file:`` paths.
-        warn: where warnings go (default: the ``neobuild.cache`` logger).
+        warn: where warnings go (default: the ``neobuild.buildcache`` logger).
 
     Raises:
         CacheError: the URL is not ``s3://…`` or ``file://…``.
