@@ -312,8 +312,10 @@ def build_model(
             kept at ``<build_dir>/<model>/export.log`` and the export, for inspection,
             at ``<build_dir>/.failed/<model>/``).
     """
-    from neobuild import envs, package, render, request, runner
+    from neobuild import envs, render, request, runner
+    from neobuild.archive import pack
     from neobuild.frameworks import get_adapter
+    from neobuild.hashing import hash_bytes
     from neobuild.lockfile import FileRecord, LockEntry, RequestRecord
 
     final = model_dir(manifest, model)
@@ -361,7 +363,7 @@ def build_model(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         extras = render.archive_extras(model, rendered)
-        archive = package.pack(export_dir, artifacts.files, staging / "model.tar.gz", extra=extras)
+        archive = pack(export_dir, artifacts.files, staging / "model.tar.gz", extra=extras)
         request_paths: dict[str, Path] = {}
         if writes_requests(model, options):
             request_paths = request.write_requests(
@@ -410,17 +412,17 @@ def build_model(
             for rel in artifacts.files
         }
         written = {
-            rel: FileRecord(size=len(content), sha256=package.hash_bytes(content))
+            rel: FileRecord(size=len(content), sha256=hash_bytes(content))
             for rel, content in sorted(rendered.items())
         }
         requests: dict[str, RequestRecord] = {}
         for key, path in sorted(request_paths.items()):
             data = path.read_bytes()
             rel = path.relative_to(staging).as_posix()
-            written[rel] = FileRecord(size=len(data), sha256=package.hash_bytes(data))
+            written[rel] = FileRecord(size=len(data), sha256=hash_bytes(data))
             job_name = json.loads(data).get("CompilationJobName", "")
             requests[key] = RequestRecord(
-                path=_rel(manifest, final / rel), sha256=package.hash_bytes(data), job_name=job_name
+                path=_rel(manifest, final / rel), sha256=hash_bytes(data), job_name=job_name
             )
         entry = LockEntry(
             fingerprint=fingerprint.digest,
@@ -520,7 +522,7 @@ def reusable_export(
     export-shaping manifest field are as the lock recorded, and the exported files
     still hash as recorded, the rebuild re-renders, re-packs and re-writes requests.
     """
-    from neobuild import package
+    from neobuild.archive import hash_file
     from neobuild.plan import changed_fields
 
     if previous is None:
@@ -542,7 +544,7 @@ def reusable_export(
         if present != sorted(previous.files):
             return None
         for rel, record in previous.files.items():
-            if package.hash_file(export / rel) != record.sha256:
+            if hash_file(export / rel) != record.sha256:
                 return None
     except OSError:
         return None

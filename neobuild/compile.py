@@ -238,7 +238,7 @@ def _collect(
     """Load and pre-flight every request; raise one RequestError listing every problem."""
     from neobuild import lockfile
     from neobuild import request as request_mod
-    from neobuild.package import hash_file
+    from neobuild.archive import hash_file
 
     lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
 

@@ -29,8 +29,8 @@ import pytest
 from test_smoke import _build
 from torchserve_frontend import Response, Worker
 
+from neobuild.archive import pack
 from neobuild.model import ExportRef, Inputs, InputSpec, Manifest, Model, Target
-from neobuild.package import pack
 from neobuild.render import archive_extras, render_model
 
 pytestmark = pytest.mark.frameworks

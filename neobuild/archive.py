@@ -1,4 +1,4 @@
-"""Deterministic, streamed ``model.tar.gz`` archives, and hashing.
+"""Deterministic, streamed ``model.tar.gz`` archives: writing, checking and reading them.
 
 The archive is what SageMaker Neo reads, and its sha256 is what ``neo.lock`` records, so the
 same files must give the same bytes on any machine, on any day:
@@ -50,8 +50,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import BinaryIO, Protocol, cast
 
+from neobuild import hashing
 from neobuild.atomic import atomic_writer
 from neobuild.errors import PackageError
+from neobuild.filekind import file_kind
+from neobuild.hashing import BLOCK_SIZE, hash_bytes
 
 __all__ = [
     "COMPRESSOR",
@@ -74,9 +77,6 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
 _READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, tarfile.TarError, zlib.error)
 if _isal_zlib is not None:
     _READ_ERRORS += (_isal_zlib.error,)
-
-BLOCK_SIZE = 1024 * 1024
-"""Read and write granularity: 1 MiB."""
 
 COMPRESS_LEVEL = 1
 """Deflate level: ISA-L's fastest (weights hardly compress; speed matters more)."""
@@ -119,25 +119,16 @@ class ArchiveInfo:
 # --------------------------------------------------------------------------- hashing
 
 
-def hash_bytes(data: bytes) -> str:
-    """The ``sha256:<hex>`` digest of ``data``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def hash_file(path: Path) -> str:
-    """The ``sha256:<hex>`` digest of a file, read in 1 MiB blocks.
+    """The ``sha256:<hex>`` digest of a file (:func:`neobuild.hashing.hash_file`).
 
     Raises:
         PackageError: the file cannot be read.
     """
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as stream:
-            while block := stream.read(BLOCK_SIZE):
-                digest.update(block)
+        return hashing.hash_file(path)
     except OSError as exc:
         raise PackageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return "sha256:" + digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- writing
@@ -303,20 +294,6 @@ def _is_drive_path(name: str) -> bool:
     return len(name) >= 2 and name[1] == ":" and name[0].isalpha()
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "a symlink"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    return "not a regular file"
-
-
 def _check_parents(export_dir: Path, name: str) -> None:
     """Refuse a path whose directories (below export_dir) are symlinks or not directories."""
     parts = name.split("/")[:-1]
@@ -332,7 +309,7 @@ def _check_parents(export_dir: Path, name: str) -> None:
             ) from exc
         if not stat.S_ISDIR(mode):
             raise PackageError(
-                f"{export_dir / name}: {current} is {_kind(mode)}, not a directory; "
+                f"{export_dir / name}: {current} is {file_kind(mode)}, not a directory; "
                 "links cannot go into an archive",
                 hint=_HINT_EXPORT,
             )
@@ -483,17 +460,21 @@ def _add_file(out: _GzipHashWriter, entry: _Entry) -> tuple[int, str]:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
     except OSError as exc:
         try:
-            kind = _kind(os.lstat(path).st_mode)
+            mode = os.lstat(path).st_mode
         except OSError:
-            kind = exc.strerror or str(exc)
+            mode = stat.S_IFREG  # gone since it was listed
+        if stat.S_ISREG(mode):  # unreadable (permissions) or gone: say why
+            raise PackageError(
+                f"{path}: cannot be read: {exc.strerror or exc}", hint=_HINT_EXPORT
+            ) from exc
         raise PackageError(
-            f"{path}: {kind}; only regular files go into an archive", hint=_HINT_EXPORT
+            f"{path}: {file_kind(mode)}; only regular files go into an archive", hint=_HINT_EXPORT
         ) from exc
     with os.fdopen(fd, "rb") as stream:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise PackageError(
-                f"{path}: {_kind(st.st_mode)}; only regular files go into an archive",
+                f"{path}: {file_kind(st.st_mode)}; only regular files go into an archive",
                 hint=_HINT_EXPORT,
             )
         if st.st_nlink > 1:
