@@ -312,8 +312,9 @@ def build_model(
             kept at ``<build_dir>/<model>/export.log`` and the export, for inspection,
             at ``<build_dir>/.failed/<model>/``).
     """
-    from neobuild import envs, render, request, runner
+    from neobuild import envs, render, request
     from neobuild.archive import pack
+    from neobuild.export import run_export
     from neobuild.frameworks import get_adapter
     from neobuild.hashing import hash_bytes
     from neobuild.lockfile import FileRecord, LockEntry, RequestRecord
@@ -342,7 +343,7 @@ def build_model(
         else:
             export_dir.mkdir()
             assert python is not None
-            result = runner.run_export(
+            result = run_export(
                 model,
                 root=manifest.root,
                 output_dir=export_dir,

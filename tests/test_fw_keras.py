@@ -12,10 +12,10 @@ import h5py
 import pytest
 
 from neobuild.errors import ArtifactError
+from neobuild.export import run_export
 from neobuild.frameworks import get_adapter
 from neobuild.frameworks.keras import ADAPTER, read_h5, to_nchw
 from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
-from neobuild.runner import run_export
 
 pytestmark = [
     pytest.mark.frameworks,

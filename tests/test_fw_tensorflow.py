@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from neobuild.errors import ArtifactError
+from neobuild.export import run_export
 from neobuild.frameworks import get_adapter
 from neobuild.frameworks._protowire import (
     WireError,
@@ -23,7 +24,6 @@ from neobuild.frameworks._protowire import (
 )
 from neobuild.frameworks.tensorflow import ADAPTER, read_frozen_graph, read_saved_model
 from neobuild.model import ExportRef, Inputs, InputSpec, Model, Target
-from neobuild.runner import run_export
 
 pytestmark = pytest.mark.frameworks
 
