@@ -265,6 +265,7 @@ def preflight_requests(manifest: Manifest, model: Model, options: BuildOptions) 
     checked again when they are written.
     """
     from neobuild import request
+    from neobuild.preflight import preflight
 
     if not writes_requests(model, options):
         return
@@ -278,7 +279,7 @@ def preflight_requests(manifest: Manifest, model: Model, options: BuildOptions) 
             allow_incomplete=options.allow_incomplete,
         )
         try:
-            request.preflight(
+            preflight(
                 body, model=model.name, target=target.key, region=model.compile.region
             )
         except RequestError as exc:

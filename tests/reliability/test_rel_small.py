@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hostile import VALID, make_repo, run
 
-from neobuild import request
+from neobuild import preflight
 from neobuild.export import WORK_PREFIX, sweep_stale_work
 
 
@@ -41,10 +41,10 @@ def test_compile_tags_follow_the_api_pattern(
     assert outcome.code == (0 if ok else 2), outcome.output
     if not ok:
         assert "does not match the Tag" in outcome.output
-    for module in (request._regex_module, None):  # with and without the regex package
-        monkeypatch.setattr(request, "_regex_module", module)
-        check = request._Checker()
-        request._check_tags(check, [{"Key": key, "Value": value}])
+    for module in (preflight._regex_module, None):  # with and without the regex package
+        monkeypatch.setattr(preflight, "_regex_module", module)
+        check = preflight._Checker()
+        preflight._check_tags(check, [{"Key": key, "Value": value}])
         assert (not check.problems) == ok, check.problems
 
 
