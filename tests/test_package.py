@@ -558,7 +558,7 @@ def test_a_multi_block_archive_matches_a_one_shot_deflate(tmp_path: Path) -> Non
     # The pipeline must give the bytes of one deflate stream over the whole tar: inflate
     # the archive and re-deflate its tar stream in one call, with the same library.
 
-    from neobuild.archive import _raw_deflate
+    from neobuild.gzipstream import raw_deflate
 
     export = tmp_path / "e"
     export.mkdir()
@@ -567,7 +567,7 @@ def test_a_multi_block_archive_matches_a_one_shot_deflate(tmp_path: Path) -> Non
     info = pack(export, ["big.bin", "small.txt"], tmp_path / "m.tar.gz", use_isal=False)
     data = info.path.read_bytes()
     tar = gzip.decompress(data)
-    deflate, _ = _raw_deflate(False)
+    deflate, _ = raw_deflate(False)
     body = deflate.compress(tar) + deflate.flush()
     assert data[10:-8] == body
     assert _pack_threads() == []
