@@ -23,19 +23,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 __all__ = [
     "KILL_GRACE",
+    "OutputPump",
     "ProcessResult",
     "expand_vars",
+    "group_alive",
     "run_process",
     "scrubbed_env",
+    "signal_group",
     "signal_name",
     "stop_all",
+    "tracked",
 ]
 
 #: Seconds between SIGTERM and SIGKILL when a process group is stopped.
@@ -212,7 +216,7 @@ def scrubbed_env(
 # --------------------------------------------------------------------------- processes
 
 
-class _Pump(threading.Thread):
+class OutputPump(threading.Thread):
     """Copies a process's output to the log (and stderr) and keeps its tail."""
 
     def __init__(self, pipe: IO[bytes], log: IO[bytes] | None, stream_prefix: str | None) -> None:
@@ -301,7 +305,7 @@ class _Pump(threading.Thread):
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _signal_group(pgid: int, sig: int) -> bool:
+def signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to a process group; False when the group is gone."""
     try:
         os.killpg(pgid, sig)
@@ -312,20 +316,20 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def _group_alive(pgid: int) -> bool:
-    return _signal_group(pgid, 0)
+def group_alive(pgid: int) -> bool:
+    return signal_group(pgid, 0)
 
 
 def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     """SIGTERM the process group, wait ``grace`` seconds, then SIGKILL what is left."""
     pgid = proc.pid
-    if _signal_group(pgid, signal_mod.SIGTERM):
+    if signal_group(pgid, signal_mod.SIGTERM):
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            if proc.poll() is not None and not _group_alive(pgid):
+            if proc.poll() is not None and not group_alive(pgid):
                 break
             time.sleep(0.05)
-        _signal_group(pgid, signal_mod.SIGKILL)
+        signal_group(pgid, signal_mod.SIGKILL)
     proc.wait()
 
 
@@ -333,6 +337,18 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
 # the user interrupts a run (worker threads never see KeyboardInterrupt themselves).
 _LIVE: set[int] = set()
 _LIVE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def tracked(pgid: int) -> Iterator[None]:
+    """Count process group ``pgid`` as live (so :func:`stop_all` ends it) for the block."""
+    with _LIVE_LOCK:
+        _LIVE.add(pgid)
+    try:
+        yield
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(pgid)
 
 
 def stop_all(grace: float = 2.0) -> int:
@@ -344,13 +360,13 @@ def stop_all(grace: float = 2.0) -> int:
     with _LIVE_LOCK:
         groups = list(_LIVE)
     for pgid in groups:
-        _signal_group(pgid, signal_mod.SIGTERM)
+        signal_group(pgid, signal_mod.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_group_alive(g) for g in groups):
+    while time.monotonic() < deadline and any(group_alive(g) for g in groups):
         time.sleep(0.05)
     for pgid in groups:
-        if _group_alive(pgid):
-            _signal_group(pgid, signal_mod.SIGKILL)
+        if group_alive(pgid):
+            signal_group(pgid, signal_mod.SIGKILL)
     return len(groups)
 
 
@@ -407,7 +423,7 @@ def run_process(
         with _LIVE_LOCK:
             _LIVE.add(proc.pid)
         assert proc.stdout is not None
-        pump = _Pump(proc.stdout, log, stream_prefix if stream else None)
+        pump = OutputPump(proc.stdout, log, stream_prefix if stream else None)
         pump.start()
         timed_out = False
         try:
@@ -418,7 +434,7 @@ def run_process(
                 _stop_group(proc, grace)
             else:
                 # The command is done; end whatever it left running in its group.
-                if _group_alive(proc.pid):
+                if group_alive(proc.pid):
                     _stop_group(proc, grace)
         except BaseException:
             _stop_group(proc, min(grace, 2.0))
