@@ -20,9 +20,10 @@ import signal as signal_mod
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from neobuild import _bootstrap, forkserver
 from neobuild.errors import ExportError
@@ -260,35 +261,34 @@ def _written_since(root: Path, since: float, *, skip: Path, limit: int = 5) -> l
     return found
 
 
+class _RunOptions(TypedDict):
+    """What a fork-server run and a plain subprocess run of one export share."""
+
+    cwd: Path
+    env: Mapping[str, str]
+    timeout: float | None
+    log_path: Path
+    stream: bool
+    stream_prefix: str
+
+
 def _start_export(
     model: Model, python: Path, spec_path: Path, root: Path, log_path: Path, stream: bool
 ) -> ProcessResult:
     """Run the bootstrap on a fork server when a build has one (:mod:`neobuild.forkserver`),
     else in a fresh subprocess."""
-    env = _export_env(model, python)
-    prefix = f"[{model.name}] "
-    forked = forkserver.run(
-        python,
-        spec_path,
-        framework=model.framework,
+    options = _RunOptions(
         cwd=root,
-        env=env,
+        env=_export_env(model, python),
         timeout=model.timeout,
         log_path=log_path,
         stream=stream,
-        stream_prefix=prefix,
+        stream_prefix=f"[{model.name}] ",
     )
+    forked = forkserver.run(python, spec_path, framework=model.framework, **options)
     if forked is not None:
         return forked
-    return run_process(
-        [python, BOOTSTRAP, spec_path],
-        cwd=root,
-        env=env,
-        timeout=model.timeout,
-        log_path=log_path,
-        stream=stream,
-        stream_prefix=prefix,
-    )
+    return run_process([python, BOOTSTRAP, spec_path], **options)
 
 
 def _export_env(model: Model, python: Path) -> dict[str, str]:
