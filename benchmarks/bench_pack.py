@@ -9,8 +9,8 @@ weights: deflate saves ~7 %). Each measurement runs in a fresh subprocess so tha
 RSS (``ru_maxrss``) is its own; the file is read once beforehand so every run reads from the
 page cache, which makes the figures compare CPU cost, not the disk. Rows:
 
-* ``sha256 only``: :func:`neobuild.package.hash_file`, the floor for any packer that hashes;
-* ``pack (isal)``: :func:`neobuild.package.pack` as neobuild runs it;
+* ``sha256 only``: :func:`neobuild.archive.hash_file`, the floor for any packer that hashes;
+* ``pack (isal)``: :func:`neobuild.archive.pack` as neobuild runs it;
 * ``pack (zlib fallback)``: the same with ``use_isal=False`` (when isal is not installed).
 
 Figures are printed and written to ``benchmarks/RESULTS.md`` under ``## Packing`` (other
@@ -51,7 +51,7 @@ def generate(path: Path, size: int) -> None:
 
 def child(mode: str, work: Path) -> None:
     """One measurement, in its own process: prints JSON with seconds, RSS, output size."""
-    from neobuild.package import hash_file, pack
+    from neobuild.archive import hash_file, pack
 
     export = work / "export"
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -86,8 +86,8 @@ def measure(mode: str, work: Path) -> dict[str, float]:
 
 
 def write_results(rows: list[str], size: int) -> None:
+    from neobuild.archive import COMPRESSOR
     from neobuild.atomic import atomic_write_text
-    from neobuild.package import COMPRESSOR
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     machine = (

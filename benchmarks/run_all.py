@@ -390,7 +390,7 @@ def torch_first_build(repeat: int, root: Path, n: int) -> Row:
 PACK_CHILD = """
 import sys, time
 from pathlib import Path
-from neobuild.package import pack
+from neobuild.archive import pack
 work = Path(sys.argv[1])
 started = time.perf_counter()
 cpu = time.process_time()
@@ -450,7 +450,7 @@ def versions() -> str:
     from importlib.metadata import version
 
     from neobuild import __version__
-    from neobuild.package import COMPRESSOR
+    from neobuild.archive import COMPRESSOR
 
     commit = run(["git", "rev-parse", "--short", "HEAD"], REPO).strip()
     return (

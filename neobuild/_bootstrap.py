@@ -4,7 +4,7 @@
 
 This file uses only the standard library and imports nothing from neobuild, so it runs
 in an isolated export environment where neobuild is not installed. It is started by
-``neobuild.runner.run_export`` and never imported by the neobuild process except for
+``neobuild.export.run_export`` and never imported by the neobuild process except for
 the constants below.
 
 The spec (JSON) names ``root`` (put first on ``sys.path``), the entrypoint (``path``,
@@ -17,7 +17,7 @@ outcome::
     {"status": "ok", "framework_versions": {"numpy": "2.4.6"}, "python": "3.11.7", ...}
 
 Each failure also prints one line on stderr (into the export log) and exits with its own
-code, so the runner can tell them apart even without the result file.
+code, so run_export can tell them apart even without the result file.
 """
 
 from __future__ import annotations
@@ -207,6 +207,21 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def parent_gone(initial: int, expected: int) -> bool:
+    """True when neobuild is gone: this process was reparented away from ``initial`` (even
+    if neobuild is not reaped yet), or process ``expected`` no longer exists (it died before
+    we looked, or a wrapper interpreter sits between us). The fork server asks it too."""
+    if os.getppid() != initial:
+        return True
+    try:
+        os.kill(expected, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    return False
+
+
 def _die_with_parent() -> None:
     """End this export's whole process group when neobuild dies (even by kill -9).
 
@@ -224,22 +239,9 @@ def _die_with_parent() -> None:
     except (KeyError, ValueError):
         expected = initial
 
-    def gone() -> bool:
-        # Reparented (neobuild died, even if not reaped yet), or neobuild no longer exists
-        # (it died before we looked, or a wrapper interpreter sits between us).
-        if os.getppid() != initial:
-            return True
-        try:
-            os.kill(expected, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
-        return False
-
     def watch() -> None:
         while True:
-            if gone():
+            if parent_gone(initial, expected):
                 try:
                     os.killpg(os.getpgid(0), signal.SIGKILL)
                 finally:

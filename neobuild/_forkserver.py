@@ -17,6 +17,10 @@ and stderr at the pipe, moves to ``cwd``, replaces its environment by ``env`` an
 server answers ``pid N`` once the child has its session, and ``exit STATUS`` (a raw
 wait status) when it ends.
 
+A forked child also gets fresh random state, as a new process would: Python reseeds
+:mod:`random` at fork by itself, and the child reseeds numpy's legacy global
+``RandomState`` when the server imported numpy in advance (:func:`_reseed_numpy`).
+
 The server is single-threaded (forking a process that runs threads is unsafe) and ends
 itself, and every export it started, when neobuild dies or closes the socket
 directory. Each export also runs the bootstrap's own parent-death watch.
@@ -129,6 +133,7 @@ def _child(request: dict[str, Any], out_fd: int, ready_w: int, brought: dict[str
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    _reseed_numpy()
     _record_imports(brought)
     try:
         code = int(_bootstrap.main(["_bootstrap.py", request["spec"]]))
@@ -142,6 +147,21 @@ def _child(request: dict[str, Any], out_fd: int, ready_w: int, brought: dict[str
     return code
 
 
+def _reseed_numpy() -> None:
+    """Seed numpy's legacy global ``RandomState`` from ``os.urandom``, if numpy is loaded.
+
+    A fresh process seeds it from the OS on first use; a forked child inherits the
+    server's, so without this every export of one server would draw the same
+    ``numpy.random.rand()`` numbers (Python's :mod:`random` is reseeded at fork already,
+    numpy's ``default_rng()`` seeds itself on each call).
+    """
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is None:  # not imported in advance: the export seeds it fresh
+        return
+    words = [int.from_bytes(os.urandom(4), "little") for _ in range(4)]
+    numpy_random.seed(words)
+
+
 def _finish_child(code: int) -> None:
     try:
         atexit._run_exitfuncs()
@@ -149,18 +169,6 @@ def _finish_child(code: int) -> None:
         sys.stderr.flush()
     finally:
         os._exit(code)
-
-
-def _parent_gone(initial: int, expected: int) -> bool:
-    if os.getppid() != initial:
-        return True
-    try:
-        os.kill(expected, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass
-    return False
 
 
 def serve(path: str, prewarm: list[str]) -> int:
@@ -188,7 +196,7 @@ def serve(path: str, prewarm: list[str]) -> int:
     children: dict[int, socket.socket] = {}
     print("ready", flush=True)
     while not stopping:
-        if _parent_gone(initial, expected):
+        if _bootstrap.parent_gone(initial, expected):
             for pid in children:
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)

@@ -220,7 +220,7 @@ def _make_backend(url: str, root: Path | None) -> _Backend:
 
 
 def _hash_file(path: Path) -> str:
-    from neobuild.package import hash_file
+    from neobuild.archive import hash_file
 
     return hash_file(path)
 
@@ -412,7 +412,7 @@ class BuildCache:
     def _store(
         self, key: str, fingerprint: str, model: str, entry: LockEntry, model_dir: Path
     ) -> None:
-        from neobuild.package import pack
+        from neobuild.archive import pack
 
         if entry.fingerprint != fingerprint:
             raise CacheError(f"lock entry of {model} is for another fingerprint")

@@ -238,7 +238,8 @@ def _collect(
     """Load and pre-flight every request; raise one RequestError listing every problem."""
     from neobuild import lockfile
     from neobuild import request as request_mod
-    from neobuild.package import hash_file
+    from neobuild.archive import hash_file
+    from neobuild.preflight import preflight
 
     lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
 
@@ -263,7 +264,7 @@ def _collect(
                 continue
             try:
                 request = _load_request(path)
-                item.warnings = request_mod.preflight(
+                item.warnings = preflight(
                     request, model=model.name, target=target.key, region=model.compile.region
                 )
             except RequestError as exc:

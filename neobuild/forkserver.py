@@ -215,7 +215,7 @@ def run(
             return None  # the server is gone: this export runs as a plain subprocess
         finally:
             os.close(write_fd)
-        pump = runner._Pump(os.fdopen(read_fd, "rb"), log, stream_prefix if stream else None)
+        pump = runner.OutputPump(os.fdopen(read_fd, "rb"), log, stream_prefix if stream else None)
         pump.start()
         try:
             pid = _expect(conn, "pid", None)
@@ -224,13 +224,8 @@ def run(
                     "the fork server of this export environment ended before the export started",
                     hint="run again with --no-fork-server, and report it",
                 )
-            with runner._LIVE_LOCK:
-                runner._LIVE.add(pid)
-            try:
+            with runner.tracked(pid):
                 status, timed_out = _wait(conn, pid, timeout, grace)
-            finally:
-                with runner._LIVE_LOCK:
-                    runner._LIVE.discard(pid)
         finally:
             pump.join(timeout=10)
             pump.pipe.close()
@@ -281,20 +276,20 @@ def _wait(
     except BaseException:
         _stop(conn, pid, min(grace, 2.0))
         raise
-    if runner._group_alive(pid):  # the export is done; end what it left in its group
+    if runner.group_alive(pid):  # the export is done; end what it left in its group
         deadline = time.monotonic() + grace
-        runner._signal_group(pid, signal.SIGTERM)
-        while runner._group_alive(pid) and time.monotonic() < deadline:
+        runner.signal_group(pid, signal.SIGTERM)
+        while runner.group_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        runner._signal_group(pid, signal.SIGKILL)
+        runner.signal_group(pid, signal.SIGKILL)
     return status, timed_out
 
 
 def _stop(conn: socket.socket, pid: int, grace: float) -> int | None:
     """SIGTERM the export's group, SIGKILL after ``grace``; its wait status."""
-    runner._signal_group(pid, signal.SIGTERM)
+    runner.signal_group(pid, signal.SIGTERM)
     try:
         return _expect(conn, "exit", grace)
     except TimeoutError:
-        runner._signal_group(pid, signal.SIGKILL)
+        runner.signal_group(pid, signal.SIGKILL)
         return _expect(conn, "exit", 30.0)

@@ -2,7 +2,7 @@
 
 Everything here is data or a pure function, written to read like
 ``NEO_REFERENCE.md``; the section numbers in the comments point there. The manifest
-validator (``manifest.py``) and the request pre-flight (``request.py``) both use
+validator (``manifest.py``) and the request pre-flight (``preflight.py``) both use
 :func:`target_problems`, so a rule is stated once.
 """
 

@@ -80,7 +80,7 @@ def preflight_requests(manifest: Manifest, model: Model, options: BuildOptions) 
     The archive hash is not known yet, so a stand-in is used; the real requests are
     checked again when they are written.
     """
-    from neobuild import request
+    from neobuild import preflight, request
 
     if not writes_requests(model, options):
         return
@@ -94,7 +94,7 @@ def preflight_requests(manifest: Manifest, model: Model, options: BuildOptions) 
             allow_incomplete=options.allow_incomplete,
         )
         try:
-            request.preflight(
+            preflight.preflight(
                 body, model=model.name, target=target.key, region=model.compile.region
             )
         except RequestError as exc:
@@ -128,7 +128,8 @@ def build_model(
             kept at ``<build_dir>/<model>/export.log`` and the export, for inspection,
             at ``<build_dir>/.failed/<model>/``).
     """
-    from neobuild import envs, package, render, request, runner
+    from neobuild import envs, export, render, request
+    from neobuild.archive import hash_bytes, pack
     from neobuild.frameworks import get_adapter
     from neobuild.lockfile import FileRecord, LockEntry, RequestRecord
 
@@ -156,7 +157,7 @@ def build_model(
         else:
             export_dir.mkdir()
             assert python is not None
-            result = runner.run_export(
+            result = export.run_export(
                 model,
                 root=manifest.root,
                 output_dir=export_dir,
@@ -177,7 +178,7 @@ def build_model(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         extras = render.archive_extras(model, rendered)
-        archive = package.pack(export_dir, artifacts.files, staging / "model.tar.gz", extra=extras)
+        archive = pack(export_dir, artifacts.files, staging / "model.tar.gz", extra=extras)
         request_paths: dict[str, Path] = {}
         if writes_requests(model, options):
             request_paths = request.write_requests(
@@ -226,18 +227,18 @@ def build_model(
             for rel in artifacts.files
         }
         written = {
-            rel: FileRecord(size=len(content), sha256=package.hash_bytes(content))
+            rel: FileRecord(size=len(content), sha256=hash_bytes(content))
             for rel, content in sorted(rendered.items())
         }
         requests: dict[str, RequestRecord] = {}
         for key, path in sorted(request_paths.items()):
             data = path.read_bytes()
             rel = path.relative_to(staging).as_posix()
-            written[rel] = FileRecord(size=len(data), sha256=package.hash_bytes(data))
+            written[rel] = FileRecord(size=len(data), sha256=hash_bytes(data))
             job_name = json.loads(data).get("CompilationJobName", "")
             requests[key] = RequestRecord(
                 path=repo_relative(manifest.root, final / rel),
-                sha256=package.hash_bytes(data),
+                sha256=hash_bytes(data),
                 job_name=job_name,
             )
         entry = LockEntry(
@@ -338,7 +339,7 @@ def reusable_export(
     export-shaping manifest field are as the lock recorded, and the exported files
     still hash as recorded, the rebuild re-renders, re-packs and re-writes requests.
     """
-    from neobuild import package
+    from neobuild.archive import hash_file
     from neobuild.plan import changed_fields
 
     if previous is None:
@@ -360,7 +361,7 @@ def reusable_export(
         if present != sorted(previous.files):
             return None
         for rel, record in previous.files.items():
-            if package.hash_file(export / rel) != record.sha256:
+            if hash_file(export / rel) != record.sha256:
                 return None
     except OSError:
         return None

@@ -3,7 +3,7 @@
 Three files beside this one are never imported by neobuild's process (they use only the
 standard library at import time, so they run where neobuild is not installed):
 
-* ``_bootstrap.py``: calls a model's export entrypoint (:func:`neobuild.runner.run_export`);
+* ``_bootstrap.py``: calls a model's export entrypoint (:func:`neobuild.export.run_export`);
 * ``_smoke_driver.py``: runs a rendered inference handler on the export (:mod:`neobuild.smoke`);
 * ``_compile_worker.py``: the compile check's two steps (:mod:`neobuild.compilecheck`).
 

@@ -11,7 +11,8 @@ import factories
 import pytest
 
 from neobuild import buildcache as cache
-from neobuild import lockfile, outputs, package, request
+from neobuild import lockfile, outputs, request
+from neobuild.archive import hash_bytes, hash_file, pack
 from neobuild.errors import CacheError
 from neobuild.model import (
     CacheSettings,
@@ -59,23 +60,21 @@ def build_in(manifest: Manifest, model: Model) -> lockfile.LockEntry:
         (out / rel).write_bytes(data)
     (out / "export.log").write_text("exported\n", encoding="utf-8")
     files = ["model.pth", "variables/v.index"]
-    archive = package.pack(
+    archive = pack(
         export,
         files,
         out / "model.tar.gz",
         extra={"code/inference.py": rendered["code/inference.py"]},
     )
     paths = request.write_requests(manifest, model, archive.sha256, out / "requests")
-    outputs = {
-        rel: lockfile.FileRecord(len(d), package.hash_bytes(d)) for rel, d in rendered.items()
-    }
+    outputs = {rel: lockfile.FileRecord(len(d), hash_bytes(d)) for rel, d in rendered.items()}
     requests = {}
     for key, p in paths.items():
         data = p.read_bytes()
-        outputs[f"requests/{key}.json"] = lockfile.FileRecord(len(data), package.hash_bytes(data))
+        outputs[f"requests/{key}.json"] = lockfile.FileRecord(len(data), hash_bytes(data))
         requests[key] = lockfile.RequestRecord(
             path=p.relative_to(manifest.root).as_posix(),
-            sha256=package.hash_bytes(data),
+            sha256=hash_bytes(data),
             job_name=json.loads(data)["CompilationJobName"],
         )
     entry = lockfile.LockEntry(
@@ -84,7 +83,7 @@ def build_in(manifest: Manifest, model: Model) -> lockfile.LockEntry:
         framework_version="2.0",
         exported_with={"torch": "2.0.1"},
         files={
-            rel: lockfile.FileRecord((export / rel).stat().st_size, package.hash_file(export / rel))
+            rel: lockfile.FileRecord((export / rel).stat().st_size, hash_file(export / rel))
             for rel in files
         },
         archive=lockfile.FileRecord(archive.size, archive.sha256),
@@ -247,11 +246,11 @@ def test_consistent_entry_with_wrong_content_is_caught(tmp_path: Path) -> None:
         (evil / rel).parent.mkdir(parents=True, exist_ok=True)
         (evil / rel).write_bytes((a.build_dir / "cnn" / rel).read_bytes())
     (evil / "code" / "inference.py").write_bytes(b"import os\n")
-    info = package.pack(evil, sorted(meta["files"]), folder / meta["blobs"]["outputs"]["key"])
+    info = pack(evil, sorted(meta["files"]), folder / meta["blobs"]["outputs"]["key"])
     meta["blobs"]["outputs"].update(size=info.size, sha256=info.sha256)
     meta["files"]["code/inference.py"] = {
         "size": 10,
-        "sha256": package.hash_bytes(b"import os\n"),
+        "sha256": hash_bytes(b"import os\n"),
     }
     (folder / "entry.json").write_text(json.dumps(meta))
     warnings: list[str] = []

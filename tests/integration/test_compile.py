@@ -15,7 +15,8 @@ import pytest
 from botocore.stub import Stubber
 from factories import make_manifest
 
-from neobuild import aws, lockfile, package, request
+from neobuild import aws, lockfile, request
+from neobuild.archive import hash_bytes, hash_file, pack
 from neobuild.compile import (
     CompileEvent,
     CompileFailedError,
@@ -63,23 +64,21 @@ def package_model(
     export = out / "export"
     export.mkdir(parents=True, exist_ok=True)
     (export / "model.pth").write_bytes(payload)
-    archive = package.pack(export, ["model.pth"], out / "model.tar.gz")
+    archive = pack(export, ["model.pth"], out / "model.tar.gz")
     paths = request.write_requests(manifest, model, archive.sha256, out / "requests")
     entry = lockfile.LockEntry(
         fingerprint="sha256:" + "ab" * 32,
         framework=model.framework,
         framework_version=model.framework_version,
         exported_with={"torch": "2.0.1"},
-        files={
-            "model.pth": lockfile.FileRecord(size=len(payload), sha256=package.hash_bytes(payload))
-        },
+        files={"model.pth": lockfile.FileRecord(size=len(payload), sha256=hash_bytes(payload))},
         archive=lockfile.FileRecord(size=archive.size, sha256=archive.sha256),
         archive_path=archive.path.relative_to(manifest.root).as_posix(),
         outputs={},
         requests={
             key: lockfile.RequestRecord(
                 path=p.relative_to(manifest.root).as_posix(),
-                sha256=package.hash_file(p),
+                sha256=hash_file(p),
                 job_name=json.loads(p.read_text())["CompilationJobName"],
             )
             for key, p in paths.items()

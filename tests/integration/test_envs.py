@@ -15,6 +15,7 @@ import pytest
 
 from neobuild import envs, runner
 from neobuild.errors import EnvironmentSetupError
+from neobuild.export import run_export
 from neobuild.model import Inputs, Model
 
 SIX = "six==1.16.0"
@@ -167,7 +168,7 @@ def test_export_runs_in_its_own_venv(
     assert "Successfully installed six-1.16.0" in log.read_text()
 
     out = root / "out-own-venv"
-    runner.run_export(model, root=root, output_dir=out, log_path=root / "x.log", python=python)
+    run_export(model, root=root, output_dir=out, log_path=root / "x.log", python=python)
     data = json.loads((out / "model.json").read_text())
     assert data["six"] == "1.16.0"
     assert Path(data["six_file"]).is_relative_to(env_dir)

@@ -22,7 +22,8 @@ import pytest
 from tests.test_runner import *  # noqa: F403 - the runner's tests, collected again here
 from tests.test_runner import PY, gone, make_model, write
 
-from neobuild import forkserver, runner
+from neobuild import forkserver
+from neobuild.export import ExportResult, run_export
 
 pytestmark = pytest.mark.skipif(not forkserver.available(), reason="no fork server here")
 
@@ -69,8 +70,8 @@ def export(output_dir, inputs):
 """
 
 
-def _who(root: Path, model: Any, out: str) -> tuple[runner.ExportResult, dict[str, Any]]:
-    result = runner.run_export(
+def _who(root: Path, model: Any, out: str) -> tuple[ExportResult, dict[str, Any]]:
+    result = run_export(
         model, root=root, output_dir=root / out, log_path=root / "logs" / f"{out}.log", python=PY
     )
     return result, json.loads((root / out / "who.json").read_text())
@@ -90,6 +91,35 @@ def test_exports_of_one_environment_are_forked_from_one_server(tmp_path: Path) -
         assert "NEOBUILD_PARENT_PID" not in who["env"]  # the bootstrap took it
         assert who["env"]["PYTHONHASHSEED"] == "0"
 
+
+RANDOM_EXPORT = """
+import json
+import numpy, random
+def export(output_dir, inputs):
+    (output_dir / "model.onnx").write_bytes(b"x")
+    (output_dir / "draws.json").write_text(json.dumps({
+        "numpy": numpy.random.rand(4).tolist(), "python": random.random(),
+    }))
+"""
+
+
+def test_forked_exports_draw_their_own_unseeded_random_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server imports numpy.random in advance (xgboost's prewarm does), so its global
+    # RandomState exists before the fork; each forked export must still draw numbers of
+    # its own, as a fresh process does.
+    monkeypatch.setattr(forkserver, "PREWARM", {"onnx": ("numpy.random",)})
+    write(tmp_path, "m/export.py", RANDOM_EXPORT)
+    model = make_model()
+    draws = []
+    for out in ("a", "b", "c"):
+        run_export(
+            model, root=tmp_path, output_dir=tmp_path / out, log_path=tmp_path / "x.log", python=PY
+        )
+        draws.append(json.loads((tmp_path / out / "draws.json").read_text()))
+    assert len({tuple(d["numpy"]) for d in draws}) == 3
+    assert len({d["python"] for d in draws}) == 3
 
 def test_another_environment_gets_another_server(tmp_path: Path) -> None:
     write(tmp_path, "m/export.py", PPID_EXPORT)
@@ -126,11 +156,12 @@ def test_prewarmed_modules_are_loaded_but_only_imported_ones_are_recorded(
 PARENT = """
 import sys
 from pathlib import Path
-from neobuild import forkserver, runner
+from neobuild import forkserver
+from neobuild.export import run_export
 from tests.test_runner import make_model, PY
 root = Path(sys.argv[1])
 with forkserver.session():
-    runner.run_export(make_model(timeout=600), root=root, output_dir=root / "out",
+    run_export(make_model(timeout=600), root=root, output_dir=root / "out",
                       log_path=root / "export.log", python=PY)
 """
 

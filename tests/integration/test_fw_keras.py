@@ -13,10 +13,10 @@ import pytest
 from example_exports import export_example
 
 from neobuild.errors import ArtifactError
+from neobuild.export import run_export
 from neobuild.frameworks import get_adapter
 from neobuild.frameworks.keras import ADAPTER, read_h5, to_nchw
 from neobuild.model import Model
-from neobuild.runner import run_export
 
 pytestmark = [
     pytest.mark.frameworks,

@@ -15,6 +15,7 @@ from example_exports import export_example
 from locations import EXAMPLES
 
 from neobuild.errors import ArtifactError
+from neobuild.export import run_export
 from neobuild.frameworks import get_adapter
 from neobuild.frameworks._protowire import (
     WireError,
@@ -25,7 +26,6 @@ from neobuild.frameworks._protowire import (
 )
 from neobuild.frameworks.tensorflow import ADAPTER, read_frozen_graph, read_saved_model
 from neobuild.model import ExportRef, Model, Target
-from neobuild.runner import run_export
 
 pytestmark = pytest.mark.frameworks
 

@@ -28,8 +28,8 @@ from ruamel.yaml import YAML
 
 from neobuild import fingerprint as fingerprint_mod
 from neobuild import manifest as manifest_mod
+from neobuild.export import run_export
 from neobuild.render import render_model
-from neobuild.runner import run_export
 
 COMPILE = """\
   compile:

@@ -1,4 +1,4 @@
-"""package.py: deterministic archives, refusals, the read side, streaming."""
+"""archive.py: deterministic archives, refusals, the read side, streaming."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from neobuild.errors import PackageError
-from neobuild.package import (
+from neobuild.archive import (
     ArchiveInfo,
     check_archive,
     hash_bytes,
@@ -27,6 +26,7 @@ from neobuild.package import (
     pack,
     read_members,
 )
+from neobuild.errors import PackageError
 
 FILES = [
     "model.pth",
@@ -77,7 +77,7 @@ PACK_IN_SUBPROCESS = textwrap.dedent(
     os.umask(0o077)
     sys.path.insert(0, sys.argv[1])
     from tests.test_package import make_export, FILES, EXTRA
-    from neobuild.package import pack
+    from neobuild.archive import pack
     export = make_export(Path(sys.argv[2]), private=True, mtime=2_000_000_000,
                          order=list(reversed(FILES)))
     info = pack(export, list(reversed(FILES)), Path(sys.argv[3]), extra=dict(reversed(EXTRA.items())))
@@ -385,7 +385,7 @@ STREAMING_SCRIPT = textwrap.dedent(
     import os, resource, sys, json, hashlib, tarfile
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from neobuild.package import pack, hash_file
+    from neobuild.archive import pack, hash_file
     work = Path(sys.argv[2])
     export = work / "export"
     export.mkdir()
@@ -458,7 +458,7 @@ def test_long_and_non_ascii_names_get_a_path_header_and_nothing_else(tmp_path: P
 
 
 def test_sizes_of_8_gib_and_more_go_in_a_pax_size_record() -> None:
-    from neobuild.package import _member_header
+    from neobuild.archive import _member_header
 
     for size, pax in (
         (8**11 - 1, {}),
@@ -481,7 +481,7 @@ GOLDEN_ISAL = "sha256:566192998e77bbea1b31d22f59be8b70c70b3532dc77eee09cf784acb2
 
 
 def test_golden_bytes(archive: ArchiveInfo) -> None:
-    from neobuild.package import COMPRESSOR
+    from neobuild.archive import COMPRESSOR
 
     with gzip.open(archive.path) as stream:
         assert hash_bytes(stream.read()) == GOLDEN_TAR
@@ -499,13 +499,13 @@ WITHOUT_ISAL = textwrap.dedent(
     from pathlib import Path
     sys.modules["isal"] = None  # import isal -> ImportError, as on a platform without it
     sys.path.insert(0, sys.argv[1])
-    from neobuild import package
+    from neobuild import archive
     from tests.test_package import make_export, FILES, EXTRA
     export = make_export(Path(sys.argv[2]), private=False, mtime=0, order=FILES)
-    info = package.pack(export, FILES, Path(sys.argv[3]), extra=EXTRA)
-    print(json.dumps({"compressor": package.COMPRESSOR, "sha256": info.sha256,
-                      "members": package.read_members(info.path),
-                      "problems": package.check_archive(info.path)}))
+    info = archive.pack(export, FILES, Path(sys.argv[3]), extra=EXTRA)
+    print(json.dumps({"compressor": archive.COMPRESSOR, "sha256": info.sha256,
+                      "members": archive.read_members(info.path),
+                      "problems": archive.check_archive(info.path)}))
     """
 )
 
@@ -558,7 +558,7 @@ def test_a_multi_block_archive_matches_a_one_shot_deflate(tmp_path: Path) -> Non
     # The pipeline must give the bytes of one deflate stream over the whole tar: inflate
     # the archive and re-deflate its tar stream in one call, with the same library.
 
-    from neobuild.package import _raw_deflate
+    from neobuild.gzipstream import raw_deflate
 
     export = tmp_path / "e"
     export.mkdir()
@@ -567,7 +567,7 @@ def test_a_multi_block_archive_matches_a_one_shot_deflate(tmp_path: Path) -> Non
     info = pack(export, ["big.bin", "small.txt"], tmp_path / "m.tar.gz", use_isal=False)
     data = info.path.read_bytes()
     tar = gzip.decompress(data)
-    deflate, _ = _raw_deflate(False)
+    deflate, _ = raw_deflate(False)
     body = deflate.compress(tar) + deflate.flush()
     assert data[10:-8] == body
     assert _pack_threads() == []

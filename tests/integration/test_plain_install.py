@@ -108,6 +108,7 @@ import logging, sys
 sys.modules["botocore"] = None
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 from neobuild import request
+from neobuild.preflight import preflight
 from neobuild.model import CompileSettings, ExportRef, Inputs, InputSpec, Manifest, Model, Target
 from pathlib import Path
 model = Model(
@@ -121,11 +122,11 @@ model = Model(
 )
 manifest = Manifest(path=Path("neo.yaml"), root=Path("."), build_dir=Path("b"), models={"m": model})
 good = request.build_request(manifest, model, model.targets[0], archive_sha256="a" * 64)
-print(request.preflight(good, model="m", target="ml_c5"))
-print(request.preflight(good, model="m", target="ml_c5"))
+print(preflight(good, model="m", target="ml_c5"))
+print(preflight(good, model="m", target="ml_c5"))
 bad = dict(good, RoleArn="not-an-arn")
 try:
-    request.preflight(bad, model="m", target="ml_c5")
+    preflight(bad, model="m", target="ml_c5")
 except request.RequestError as exc:
     print("refused", bool(exc.problems) and all("RoleArn" in p for p in exc.problems))
 """

@@ -1,4 +1,4 @@
-"""runner.py: exports in real subprocesses; failures, timeouts, process groups, environment."""
+"""runner.py and export.py: exports in real subprocesses; failures, timeouts, process groups, environment."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 
 from neobuild import runner
 from neobuild.errors import ExportError
+from neobuild.export import EXIT_CODES, ExportResult, run_export
 from neobuild.model import ExportRef, Inputs, InputSpec, Model
 
 PY = Path(sys.executable)
@@ -48,8 +49,8 @@ def write(root: Path, rel: str, source: str) -> Path:
     return path
 
 
-def export(root: Path, model: Model, *, stream: bool = False) -> runner.ExportResult:
-    return runner.run_export(
+def export(root: Path, model: Model, *, stream: bool = False) -> ExportResult:
+    return run_export(
         model,
         root=root,
         output_dir=root / "out",
@@ -194,7 +195,7 @@ def test_entrypoint_raises(tmp_path: Path) -> None:
     text = str(error)
     assert "model 'm'" in text
     assert "m/export.py:export raised ValueError: weights are missing" in text
-    assert f"exit code {runner.EXIT_CODES['raised']}" in text
+    assert f"exit code {EXIT_CODES['raised']}" in text
     assert str(tmp_path / "logs" / "export.log") in text
     assert "about to fail" in text  # the tail of the output
     assert 'raise ValueError("weights are missing")' in text  # the user's frame
@@ -206,7 +207,7 @@ def test_function_missing_suggests_the_closest_name(tmp_path: Path) -> None:
     write(tmp_path, "m/export.py", "def export(output_dir, inputs):\n    pass\n")
     error = export_error(tmp_path, make_model(function="exprt"))
     assert "function 'exprt' not found in m/export.py; did you mean 'export'?" in str(error)
-    assert f"exit code {runner.EXIT_CODES['function_missing']}" in str(error)
+    assert f"exit code {EXIT_CODES['function_missing']}" in str(error)
     assert str(error).count("did you mean") == 1  # not repeated by the output's tail
     assert error.hint is not None and "'export'" in error.hint
 
@@ -220,7 +221,7 @@ def test_function_not_callable(tmp_path: Path) -> None:
 def test_entrypoint_file_missing(tmp_path: Path) -> None:
     error = export_error(tmp_path, make_model(path="m/nope.py"))
     assert "entrypoint file m/nope.py does not exist" in str(error)
-    assert f"exit code {runner.EXIT_CODES['file_missing']}" in str(error)
+    assert f"exit code {EXIT_CODES['file_missing']}" in str(error)
     assert error.hint is not None and "relative" in error.hint
 
 
@@ -237,7 +238,7 @@ def test_import_error_shows_the_traceback(tmp_path: Path) -> None:
         "importing m/export.py failed: ModuleNotFoundError: "
         "No module named 'neobuild_missing_dependency'" in text
     )
-    assert f"exit code {runner.EXIT_CODES['import_failed']}" in text
+    assert f"exit code {EXIT_CODES['import_failed']}" in text
     log = (tmp_path / "logs" / "export.log").read_text()
     assert "Traceback (most recent call last)" in log
     assert 'm/export.py", line 1, in <module>' in log
@@ -289,7 +290,7 @@ def test_output_dir_must_be_empty(tmp_path: Path) -> None:
 def test_missing_interpreter(tmp_path: Path) -> None:
     write(tmp_path, "m/export.py", RECORDING_EXPORT)
     with pytest.raises(ExportError, match="cannot start"):
-        runner.run_export(
+        run_export(
             make_model(),
             root=tmp_path,
             output_dir=tmp_path / "out",

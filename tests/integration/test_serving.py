@@ -30,8 +30,8 @@ import pytest
 from test_smoke import _build
 from torchserve_frontend import Response, Worker
 
+from neobuild.archive import pack
 from neobuild.model import Inputs, InputSpec, Model
-from neobuild.package import pack
 from neobuild.render import archive_extras, render_model
 
 pytestmark = pytest.mark.frameworks

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from hostile import VALID, make_repo, run
 
-from neobuild import request, runner
+from neobuild import preflight
+from neobuild.export import WORK_PREFIX, sweep_stale_work
 
 
 @pytest.mark.parametrize(
@@ -40,10 +41,10 @@ def test_compile_tags_follow_the_api_pattern(
     assert outcome.code == (0 if ok else 2), outcome.output
     if not ok:
         assert "does not match the Tag" in outcome.output
-    for module in (request._regex_module, None):  # with and without the regex package
-        monkeypatch.setattr(request, "_regex_module", module)
-        check = request._Checker()
-        request._check_tags(check, [{"Key": key, "Value": value}])
+    for module in (preflight._regex_module, None):  # with and without the regex package
+        monkeypatch.setattr(preflight, "_regex_module", module)
+        check = preflight._Checker()
+        preflight._check_tags(check, [{"Key": key, "Value": value}])
         assert (not check.problems) == ok, check.problems
 
 
@@ -53,11 +54,11 @@ def test_stale_export_folders_are_swept_and_live_ones_kept(tmp_path: Path) -> No
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         names = {
-            "dead": f"{runner.WORK_PREFIX}{dead.pid}-abc",
-            "alive": f"{runner.WORK_PREFIX}{alive.pid}-def",
-            "mine": f"{runner.WORK_PREFIX}{os.getpid()}-ghi",
-            "old-unnamed": f"{runner.WORK_PREFIX}x1y2z3",
-            "new-unnamed": f"{runner.WORK_PREFIX}q7r8s9",
+            "dead": f"{WORK_PREFIX}{dead.pid}-abc",
+            "alive": f"{WORK_PREFIX}{alive.pid}-def",
+            "mine": f"{WORK_PREFIX}{os.getpid()}-ghi",
+            "old-unnamed": f"{WORK_PREFIX}x1y2z3",
+            "new-unnamed": f"{WORK_PREFIX}q7r8s9",
             "other": "not-neobuild-123",
         }
         for name in names.values():
@@ -65,7 +66,7 @@ def test_stale_export_folders_are_swept_and_live_ones_kept(tmp_path: Path) -> No
             (tmp_path / name / "spec.json").write_text("{}")
         two_days = time.time() - 2 * 24 * 3600
         os.utime(tmp_path / names["old-unnamed"], (two_days, two_days))
-        removed = runner.sweep_stale_work(tmp_path, force=True)
+        removed = sweep_stale_work(tmp_path, force=True)
         print("swept:", removed)
         assert sorted(removed) == sorted([names["dead"], names["old-unnamed"]])
         left = {p.name for p in tmp_path.iterdir()}

@@ -1,4 +1,4 @@
-"""request.py: requests built right, pre-flight of every API rule, botocore agrees."""
+"""request.py and preflight.py: requests built right, pre-flight of every API rule, botocore agrees."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from neobuild.model import (
     Target,
     VpcConfig,
 )
+from neobuild.preflight import _fullmatch, preflight
 
 REPO = ROOT
 SHA = "sha256:" + "0123456789abcdef" * 4
@@ -202,7 +203,7 @@ def test_variant_passes_preflight_and_botocore(key: str, input_shape: Any) -> No
     m = VARIANTS[key]
     target = m.targets[0]
     req = build(m)
-    request.preflight(req, model=m.name, target=target.key, region=m.compile.region)
+    preflight(req, model=m.name, target=target.key, region=m.compile.region)
     assert botocore_errors(req, input_shape) == ""
     # The request says what the manifest says.
     name = req["CompilationJobName"]
@@ -315,7 +316,7 @@ def test_allow_incomplete_writes_marked_placeholders(input_shape: Any) -> None:
         "OutputConfig.S3OutputLocation",
         "RoleArn",
     ]
-    request.preflight(req, model="m1", target="ml_c5")  # a placeholder is still a valid shape
+    preflight(req, model="m1", target="ml_c5")  # a placeholder is still a valid shape
     assert botocore_errors(req, input_shape) == ""
     assert request.placeholders(build(VARIANTS["onnx-ml_c5"])) == []
 
@@ -326,7 +327,7 @@ def test_allow_incomplete_writes_marked_placeholders(input_shape: Any) -> None:
 def refused(m: Model) -> str:
     req = build(m)
     with pytest.raises(RequestError) as info:
-        request.preflight(req, model=m.name, target=m.targets[0].key, region=m.compile.region)
+        preflight(req, model=m.name, target=m.targets[0].key, region=m.compile.region)
     text = str(info.value)
     assert all(
         p.startswith(f"model {m.name}, target {m.targets[0].key}: ") for p in info.value.problems
@@ -645,7 +646,7 @@ def test_hostile_request_is_refused(key: str) -> None:
     req = _good()
     mutate(req)
     with pytest.raises(RequestError) as info:
-        request.preflight(req, model="m1", target="ml_c5")
+        preflight(req, model="m1", target="ml_c5")
     assert expected in str(info.value)
     assert "model m1, target ml_c5: " in str(info.value)
 
@@ -657,7 +658,7 @@ def test_every_problem_is_reported_at_once() -> None:
     req["Tags"].append({"Key": "aws:x", "Value": "y"})
     req["InputConfig"]["DataInputConfig"] = {"input0": [1]}
     with pytest.raises(RequestError) as info:
-        request.preflight(req, model="m1", target="ml_c5")
+        preflight(req, model="m1", target="ml_c5")
     fields = [p.split(": ")[1] for p in info.value.problems]
     assert {
         "CompilationJobName",
@@ -672,27 +673,27 @@ def test_botocore_verdict_is_included() -> None:
     req = _good()
     req["InputConfig"]["DataInputConfig"] = {"input0": [1, 3, 224, 224]}
     with pytest.raises(RequestError) as info:
-        request.preflight(req, model="m1", target="ml_c5")
+        preflight(req, model="m1", target="ml_c5")
     assert any(p.startswith("model m1, target ml_c5: botocore: ") for p in info.value.problems)
 
 
 def test_warnings_do_not_fail() -> None:
     m = VARIANTS["pytorch-ml_inf2"]
     req = build(m)
-    warnings = request.preflight(req, model=m.name, target="ml_inf2")  # region unknown here
+    warnings = preflight(req, model=m.name, target="ml_inf2")  # region unknown here
     assert any("ml_inf2" in w and "us-east-2" in w for w in warnings)
     req = _good()
     req["OutputConfig"]["TargetDevice"] = "ml_c6g"  # the SDK sends no version for it
-    assert any("FrameworkVersion" in w for w in request.preflight(req, model="m1", target="ml_c6g"))
+    assert any("FrameworkVersion" in w for w in preflight(req, model="m1", target="ml_c6g"))
 
 
 def test_tag_pattern_without_the_regex_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(request, "_regex_module", None)
+    monkeypatch.setattr("neobuild.preflight._regex_module", None)
     pattern = neo.FIELD_RULES["TagValue"].pattern
     assert pattern is not None
-    assert request._fullmatch(pattern, "Équipe vision 2 _.:/=+-@")
-    assert not request._fullmatch(pattern, "vision!")
-    assert not request._fullmatch(pattern, "a\u0000b")
+    assert _fullmatch(pattern, "Équipe vision 2 _.:/=+-@")
+    assert not _fullmatch(pattern, "vision!")
+    assert not _fullmatch(pattern, "a\u0000b")
 
 
 # ------------------------------------------------------------------------ writing
@@ -751,7 +752,7 @@ def test_examples_manifest_requests_pass(input_shape: Any) -> None:
     for m in loaded.models.values():
         for target in m.targets:
             req = request.build_request(loaded, m, target, archive_sha256=SHA)
-            request.preflight(req, model=m.name, target=target.key, region=m.compile.region)
+            preflight(req, model=m.name, target=target.key, region=m.compile.region)
             assert botocore_errors(req, input_shape) == ""
             count += 1
     assert count >= len(loaded.models)
@@ -784,6 +785,6 @@ def test_a_problem_is_reported_once() -> None:
     req = _good()
     del req["RoleArn"]
     with pytest.raises(RequestError) as info:
-        request.preflight(req, model="m1", target="ml_c5")
+        preflight(req, model="m1", target="ml_c5")
     mine = [p for p in info.value.problems if "botocore" not in p]
     assert mine == ["model m1, target ml_c5: RoleArn: is required"]

@@ -1,4 +1,4 @@
-"""Deterministic, streamed ``model.tar.gz`` archives, and hashing.
+"""Deterministic, streamed ``model.tar.gz`` archives: writing, checking and reading them.
 
 The archive is what SageMaker Neo reads, and its sha256 is what ``neo.lock`` records, so the
 same files must give the same bytes on any machine, on any day:
@@ -19,7 +19,8 @@ and writes them to a temporary file beside the destination, renamed into place a
 
 The pass is a three-stage pipeline over threads joined by small bounded queues, so that
 two cores work at once: the caller's thread reads the files and hashes them, a deflate
-thread compresses, a writer thread hashes the compressed bytes and writes them. hashlib
+thread compresses, a writer thread hashes the compressed bytes and writes them (the
+latter two are :class:`neobuild.gzipstream.GzipHashWriter`). hashlib
 and ISA-L release the GIL on large buffers. The deflate stream sees exactly the calls a
 single-threaded writer would make, in the same order, so the bytes do not change
 (a threaded deflate that splits the stream, like ``isal.igzip_threaded``, would).
@@ -38,20 +39,20 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
-import queue
 import stat
-import struct
 import tarfile
-import threading
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, cast
 
+from neobuild import hashing
 from neobuild.atomic import atomic_writer
 from neobuild.errors import PackageError
+from neobuild.filekind import file_kind
+from neobuild.gzipstream import COMPRESS_LEVEL, COMPRESSOR, GzipHashWriter, isal_zlib
+from neobuild.hashing import BLOCK_SIZE, hash_bytes
 
 __all__ = [
     "COMPRESSOR",
@@ -64,36 +65,14 @@ __all__ = [
     "read_members",
 ]
 
-_isal_zlib: ModuleType | None
-try:  # pragma: no branch - which one depends on the installation
-    from isal import isal_zlib as _isal_zlib
-except ImportError:  # pragma: no cover - isal is a declared dependency
-    _isal_zlib = None
-
 # What a corrupt archive raises while it is read.
 _READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, tarfile.TarError, zlib.error)
-if _isal_zlib is not None:
-    _READ_ERRORS += (_isal_zlib.error,)
-
-BLOCK_SIZE = 1024 * 1024
-"""Read and write granularity: 1 MiB."""
-
-COMPRESS_LEVEL = 1
-"""Deflate level: ISA-L's fastest (weights hardly compress; speed matters more)."""
-
-ZLIB_LEVEL = 6
-"""Deflate level of the zlib fallback."""
-
-COMPRESSOR = f"isal-{COMPRESS_LEVEL}" if _isal_zlib is not None else f"zlib-{ZLIB_LEVEL}"
-"""The deflate implementation and level in use (``isal-1`` or ``zlib-6``)."""
+if isal_zlib is not None:
+    _READ_ERRORS += (isal_zlib.error,)
 
 FILE_MODE = 0o644
 EXEC_MODE = 0o755
 DIR_MODE = 0o755
-
-# gzip member header (RFC 1952): magic, CM=deflate, FLG=0 (no name, no comment, no extra),
-# MTIME=0, XFL=0, OS=255 (unknown) -- identical on every platform.
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
 _HINT_EXPORT = "make the export write plain regular files inside its output directory"
 
@@ -119,153 +98,19 @@ class ArchiveInfo:
 # --------------------------------------------------------------------------- hashing
 
 
-def hash_bytes(data: bytes) -> str:
-    """The ``sha256:<hex>`` digest of ``data``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def hash_file(path: Path) -> str:
-    """The ``sha256:<hex>`` digest of a file, read in 1 MiB blocks.
+    """The ``sha256:<hex>`` digest of a file (:func:`neobuild.hashing.hash_file`).
 
     Raises:
         PackageError: the file cannot be read.
     """
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as stream:
-            while block := stream.read(BLOCK_SIZE):
-                digest.update(block)
+        return hashing.hash_file(path)
     except OSError as exc:
         raise PackageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return "sha256:" + digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- writing
-
-
-class _Compressor(Protocol):
-    def compress(self, data: bytes, /) -> bytes: ...
-
-    def flush(self, mode: int = ..., /) -> bytes: ...
-
-
-def _raw_deflate(use_isal: bool) -> tuple[_Compressor, Callable[[bytes, int], int]]:
-    """A raw-deflate compressor and the matching crc32 function."""
-    if use_isal and _isal_zlib is not None:
-        return (
-            _isal_zlib.compressobj(COMPRESS_LEVEL, _isal_zlib.DEFLATED, -15),
-            _isal_zlib.crc32,
-        )
-    return zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15), zlib.crc32
-
-
-_PIPELINE_DEPTH = 4
-"""Blocks (of up to :data:`BLOCK_SIZE`) waiting between two stages: bounds the memory."""
-
-
-class _Stage(threading.Thread):
-    """A pipeline stage: runs ``work`` on each item of its inbox, then ``end`` at ``None``.
-
-    After a failure the stage keeps draining its inbox (so the stage before it never blocks
-    on a full queue) and only records the first exception; ``end`` always runs, so the
-    stage after it is always told to stop.
-    """
-
-    def __init__(self, name: str, work: Callable[[bytes], None], end: Callable[[], None]) -> None:
-        super().__init__(name=name, daemon=True)
-        self.inbox: queue.Queue[bytes | None] = queue.Queue(maxsize=_PIPELINE_DEPTH)
-        self.error: BaseException | None = None
-        self._work = work
-        self._end = end
-
-    def run(self) -> None:
-        while (item := self.inbox.get()) is not None:
-            if self.error is None:
-                try:
-                    self._work(item)
-                except BaseException as exc:  # re-raised by the caller's thread
-                    self.error = exc
-        try:
-            self._end()
-        except BaseException as exc:
-            self.error = self.error or exc
-
-
-class _GzipHashWriter:
-    """Gzip-compresses what it gets, then hashes and writes the compressed bytes.
-
-    The gzip framing is written here rather than by ``gzip.GzipFile`` so that every header
-    byte is fixed (no file name, mtime 0, OS unknown) whichever deflate library runs.
-    Compression runs on one thread and hashing + writing on another (see the module
-    docstring); :meth:`finish` or :meth:`close` waits for both.
-    """
-
-    def __init__(self, sink: BinaryIO, *, use_isal: bool = True) -> None:
-        self._sink = sink
-        self._deflate, self._crc32 = _raw_deflate(use_isal)
-        self._crc = 0
-        self._isize = 0
-        self._deflated = 0
-        self._finishing = False
-        self.digest = hashlib.sha256()
-        self.compressed_size = 0
-        self._writer = _Stage("neobuild-pack-write", self._emit, lambda: None)
-        self._compressor = _Stage("neobuild-pack-deflate", self._compress, self._flush)
-        self._writer.inbox.put(_GZIP_HEADER)
-        self._writer.start()
-        self._compressor.start()
-
-    # -- stage work (on the stage threads)
-
-    def _emit(self, data: bytes) -> None:
-        self.digest.update(data)
-        self._sink.write(data)
-        self.compressed_size += len(data)
-
-    def _compress(self, data: bytes) -> None:
-        self._crc = self._crc32(data, self._crc)
-        self._deflated += len(data)
-        if out := self._deflate.compress(data):
-            self._writer.inbox.put(out)
-
-    def _flush(self) -> None:
-        try:
-            if self._finishing and self._compressor.error is None:
-                self._writer.inbox.put(self._deflate.flush())
-                trailer = struct.pack("<II", self._crc & 0xFFFFFFFF, self._deflated & 0xFFFFFFFF)
-                self._writer.inbox.put(trailer)
-        finally:
-            self._writer.inbox.put(None)
-
-    # -- the caller's side
-
-    def _raise_failure(self) -> None:
-        for stage in (self._compressor, self._writer):
-            if stage.error is not None:
-                raise stage.error
-
-    def tell(self) -> int:
-        """Uncompressed bytes written so far."""
-        return self._isize
-
-    def write(self, data: bytes) -> None:
-        """Compress and write ``data`` (queued; a stage's failure is raised here or later)."""
-        self._raise_failure()
-        self._isize += len(data)
-        self._compressor.inbox.put(data)
-
-    def finish(self) -> None:
-        """Flush the deflate stream, write the gzip trailer (crc32, size mod 2**32), wait."""
-        self._finishing = True
-        self.close()
-        self._raise_failure()
-
-    def close(self) -> None:
-        """Stop both stages and wait for them (without the trailer unless finishing)."""
-        if self._compressor.is_alive():
-            self._compressor.inbox.put(None)
-        self._compressor.join()
-        self._writer.join()
 
 
 def _utf8(name: str) -> bool:
@@ -303,20 +148,6 @@ def _is_drive_path(name: str) -> bool:
     return len(name) >= 2 and name[1] == ":" and name[0].isalpha()
 
 
-def _kind(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "a symlink"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    return "not a regular file"
-
-
 def _check_parents(export_dir: Path, name: str) -> None:
     """Refuse a path whose directories (below export_dir) are symlinks or not directories."""
     parts = name.split("/")[:-1]
@@ -332,7 +163,7 @@ def _check_parents(export_dir: Path, name: str) -> None:
             ) from exc
         if not stat.S_ISDIR(mode):
             raise PackageError(
-                f"{export_dir / name}: {current} is {_kind(mode)}, not a directory; "
+                f"{export_dir / name}: {current} is {file_kind(mode)}, not a directory; "
                 "links cannot go into an archive",
                 hint=_HINT_EXPORT,
             )
@@ -475,7 +306,7 @@ def _entries(export_dir: Path, files: Sequence[str], extra: Mapping[str, bytes])
     return sorted(entries.values(), key=lambda e: e.member)
 
 
-def _add_file(out: _GzipHashWriter, entry: _Entry) -> tuple[int, str]:
+def _add_file(out: GzipHashWriter, entry: _Entry) -> tuple[int, str]:
     """Add one exported file (checked again on the open descriptor); its size and hash."""
     assert entry.source is not None
     path = entry.source
@@ -483,17 +314,21 @@ def _add_file(out: _GzipHashWriter, entry: _Entry) -> tuple[int, str]:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
     except OSError as exc:
         try:
-            kind = _kind(os.lstat(path).st_mode)
+            mode = os.lstat(path).st_mode
         except OSError:
-            kind = exc.strerror or str(exc)
+            mode = stat.S_IFREG  # gone since it was listed
+        if stat.S_ISREG(mode):  # unreadable (permissions) or gone: say why
+            raise PackageError(
+                f"{path}: cannot be read: {exc.strerror or exc}", hint=_HINT_EXPORT
+            ) from exc
         raise PackageError(
-            f"{path}: {kind}; only regular files go into an archive", hint=_HINT_EXPORT
+            f"{path}: {file_kind(mode)}; only regular files go into an archive", hint=_HINT_EXPORT
         ) from exc
     with os.fdopen(fd, "rb") as stream:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise PackageError(
-                f"{path}: {_kind(st.st_mode)}; only regular files go into an archive",
+                f"{path}: {file_kind(st.st_mode)}; only regular files go into an archive",
                 hint=_HINT_EXPORT,
             )
         if st.st_nlink > 1:
@@ -557,7 +392,7 @@ def pack(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(dest) as sink:
-            writer = _GzipHashWriter(sink, use_isal=use_isal)
+            writer = GzipHashWriter(sink, use_isal=use_isal)
             try:
                 for entry in entries:
                     if entry.is_dir:
@@ -595,7 +430,7 @@ def pack(
 
 
 def _open_gzip(path: Path) -> BinaryIO:
-    if _isal_zlib is not None:
+    if isal_zlib is not None:
         from isal import igzip
 
         return cast(BinaryIO, igzip.open(path, "rb"))  # type: ignore[no-untyped-call]
