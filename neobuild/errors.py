@@ -136,6 +136,14 @@ class LockError(NeobuildError):
     """neo.lock is unreadable, invalid, or held by another run."""
 
 
+class InvalidLockError(LockError):
+    """``neo.lock`` does not parse or does not match the lock schema (``problems`` says where)."""
+
+    def __init__(self, message: str, *, problems: list[Problem], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems
+
+
 class RenderError(NeobuildError):
     """A template failed to render (missing variable, syntax error, bad override)."""
 

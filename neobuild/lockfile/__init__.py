@@ -15,10 +15,10 @@ See ``docs/lockfile.md`` for the format.
 
 from __future__ import annotations
 
+from neobuild.errors import InvalidLockError
 from neobuild.lockfile.emitter import HEADER, dumps
 from neobuild.lockfile.entries import (
     FileRecord,
-    InvalidLockError,
     JobRecord,
     Lock,
     LockEntry,

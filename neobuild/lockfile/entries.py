@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from neobuild.errors import LockError, Problem
+from neobuild.errors import LockError
 from neobuild.lockfile.schema import (
     ENTRY_SCHEMA,
     FIX_HINT,
@@ -106,14 +106,6 @@ class Lock:
             "lock_version": LOCK_VERSION,
             "models": {name: entry_to_data(e) for name, e in sorted(self.models.items())},
         }
-
-
-class InvalidLockError(LockError):
-    """``neo.lock`` does not parse or does not match :data:`LOCK_SCHEMA`."""
-
-    def __init__(self, message: str, *, problems: list[Problem], hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.problems = problems
 
 
 def _record_data(record: Any) -> dict[str, Any]:

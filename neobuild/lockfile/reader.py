@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from neobuild.errors import LockError, Problem
+from neobuild.errors import InvalidLockError, LockError, Problem
 from neobuild.lockfile.emitter import HEADER, scalar
-from neobuild.lockfile.entries import InvalidLockError, Lock, entry_from_data
+from neobuild.lockfile.entries import Lock, entry_from_data
 from neobuild.lockfile.schema import (
     FIX_HINT,
     LOCK_NAME,
