@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.test_runner import *  # noqa: F403 - the runner's tests, collected again here
+from test_runner import *  # noqa: F403 - the runner's tests, collected again here
 from tests.test_runner import PY, gone, make_model, write
 
 from neobuild import forkserver
