@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from test_runner import *  # noqa: F403 - the runner's tests, collected again here
-from tests.test_runner import PY, gone, make_model, write
+from test_runner import PY, gone, make_model, write
 
 from neobuild import forkserver
 from neobuild.export import ExportResult, run_export
@@ -158,7 +158,7 @@ import sys
 from pathlib import Path
 from neobuild import forkserver
 from neobuild.export import run_export
-from tests.test_runner import make_model, PY
+from test_runner import make_model, PY
 root = Path(sys.argv[1])
 with forkserver.session():
     run_export(make_model(timeout=600), root=root, output_dir=root / "out",

@@ -76,7 +76,7 @@ PACK_IN_SUBPROCESS = textwrap.dedent(
     from pathlib import Path
     os.umask(0o077)
     sys.path.insert(0, sys.argv[1])
-    from tests.test_package import make_export, FILES, EXTRA
+    from tests.integration.test_package import make_export, FILES, EXTRA
     from neobuild.archive import pack
     export = make_export(Path(sys.argv[2]), private=True, mtime=2_000_000_000,
                          order=list(reversed(FILES)))
@@ -500,7 +500,7 @@ WITHOUT_ISAL = textwrap.dedent(
     sys.modules["isal"] = None  # import isal -> ImportError, as on a platform without it
     sys.path.insert(0, sys.argv[1])
     from neobuild import archive
-    from tests.test_package import make_export, FILES, EXTRA
+    from tests.integration.test_package import make_export, FILES, EXTRA
     export = make_export(Path(sys.argv[2]), private=False, mtime=0, order=FILES)
     info = archive.pack(export, FILES, Path(sys.argv[3]), extra=EXTRA)
     print(json.dumps({"compressor": archive.COMPRESSOR, "sha256": info.sha256,
