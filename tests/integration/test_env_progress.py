@@ -276,8 +276,9 @@ def test_a_terminal_shows_a_live_line_and_another_process_says_it_waits(tmp_path
     assert plain.returncode == 0, stderr
 
     assert "resnet env: installing 1 requirement" in text
-    # The step pip is on, read from its output as it runs.
-    assert re.search(r"installing 1 requirement · (collecting|downloading|using cached) six", text)
+    # The step pip is on is sampled from its log every 0.25 s: a pip that installs `six`
+    # from its cache faster than that shows no step (CI saw it), so it is not asserted
+    # here; reading the steps from pip's output is tested on its own above.
     # A status line redrawn in place (cursor movements), not one line per stage.
     assert "\x1b[" in tty.screen.decode(errors="replace") and "\r" in tty.screen.decode(errors="replace")
     assert not any(LINE.match(ln.strip()) for ln in text.replace("\r", "\n").splitlines())
