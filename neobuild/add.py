@@ -21,6 +21,19 @@ from neobuild.errors import ManifestError, Problem, UsageError
 
 
 @dataclass(frozen=True)
+class NewModel:
+    """What `neobuild add` writes for a model, as given on the command line."""
+
+    framework: str
+    export: str
+    inputs: Sequence[str] = ()
+    targets: Sequence[str] = ()
+    framework_version: str | None = None
+    tags: Sequence[str] = ()
+    requirements: str | None = None
+
+
+@dataclass(frozen=True)
 class AddResult:
     """The model written, where, and the manifest's warnings after the edit."""
 
@@ -77,31 +90,22 @@ def _inputs(texts: Sequence[str]) -> Any:
     return mapping
 
 
-def model_entry(
-    *,
-    framework: str,
-    export: str,
-    inputs: Sequence[str] = (),
-    targets: Sequence[str] = (),
-    framework_version: str | None = None,
-    tags: Sequence[str] = (),
-    requirements: str | None = None,
-) -> Any:
+def model_entry(new: NewModel) -> Any:
     """The new model's mapping, in the order a person would write it."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
     from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
     entry = CommentedMap()
-    entry["framework"] = framework
-    if framework_version is not None:
-        entry["framework_version"] = DoubleQuotedScalarString(framework_version)
-    entry["export"] = export
-    shapes = _inputs(inputs)
+    entry["framework"] = new.framework
+    if new.framework_version is not None:
+        entry["framework_version"] = DoubleQuotedScalarString(new.framework_version)
+    entry["export"] = new.export
+    shapes = _inputs(new.inputs)
     if shapes is not None:
         entry["inputs"] = shapes
-    if requirements is not None:
-        entry["requirements"] = requirements
-    for key, values in (("targets", targets), ("tags", tags)):
+    if new.requirements is not None:
+        entry["requirements"] = new.requirements
+    for key, values in (("targets", new.targets), ("tags", new.tags)):
         if values:
             seq = CommentedSeq(list(values))
             seq.fa.set_flow_style()
@@ -147,18 +151,7 @@ def _round_trip(path: Path) -> tuple[Any, Any]:
     return data, yaml
 
 
-def add_model(
-    manifest_path: Path,
-    name: str,
-    *,
-    framework: str,
-    export: str,
-    inputs: Sequence[str] = (),
-    targets: Sequence[str] = (),
-    framework_version: str | None = None,
-    tags: Sequence[str] = (),
-    requirements: str | None = None,
-) -> AddResult:
+def add_model(manifest_path: Path, name: str, new: NewModel) -> AddResult:
     """Append model ``name`` to ``models:`` of the manifest, validated, atomically.
 
     Raises:
@@ -192,15 +185,7 @@ def add_model(
             hint="make it `models:` followed by indented model entries",
         )
     models.fa.set_block_style()  # the starter's `models: {}` becomes a block mapping
-    models[name] = model_entry(
-        framework=framework,
-        export=export,
-        inputs=inputs,
-        targets=targets,
-        framework_version=framework_version,
-        tags=tags,
-        requirements=requirements,
-    )
+    models[name] = model_entry(new)
     buffer = io.StringIO()
     yaml.dump(data, buffer)
     text = buffer.getvalue()

@@ -19,7 +19,7 @@ from neobuild.console import Output
 from neobuild.errors import BuildInterrupted, NeobuildError, UsageError
 
 if TYPE_CHECKING:
-    from neobuild.add import AddResult
+    from neobuild.add import AddResult, NewModel
     from neobuild.compile import CompileResult
     from neobuild.compilecheck import CheckReport
     from neobuild.model import Manifest, Model
@@ -406,15 +406,11 @@ def _with_compile_settings(
     )
 
 
-def add(*, manifest_path: Path, name: str, **fields: Any) -> AddResult:
-    """Declare model ``name`` in the manifest.
-
-    ``fields`` are :func:`neobuild.add.add_model`'s keywords (``framework``, ``export``,
-    ``inputs``, ``targets``, ...), passed on as given rather than listed twice.
-    """
+def add(*, manifest_path: Path, name: str, new: NewModel) -> AddResult:
+    """Declare model ``name`` in the manifest, as ``new`` describes it."""
     from neobuild.add import add_model
 
-    return add_model(manifest_path, name, **fields)
+    return add_model(manifest_path, name, new)
 
 
 def show(*, manifest_path: Path, name: str) -> ShowResult:

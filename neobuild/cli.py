@@ -566,9 +566,9 @@ def add(
     """Add a model to neo.yaml, keeping its comments; nothing is written unless it validates."""
 
     def body(g: Globals) -> int:
-        result = api.add(
-            manifest_path=g.manifest_path(),
-            name=name,
+        from neobuild.add import NewModel
+
+        new = NewModel(
             framework=framework,
             export=export,
             inputs=inputs or [],
@@ -577,6 +577,7 @@ def add(
             tags=tags or [],
             requirements=requirements,
         )
+        result = api.add(manifest_path=g.manifest_path(), name=name, new=new)
         for warning in result.warnings:
             g.out.warn(warning.render())
         g.out.info(

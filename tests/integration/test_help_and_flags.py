@@ -137,7 +137,7 @@ def test_wait_lock_is_packages_flag_and_wait_a_deprecated_alias(
 def test_add_and_show_pass_their_options_to_the_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from neobuild.add import AddResult
+    from neobuild.add import AddResult, NewModel
     from neobuild.show import ShowResult
 
     write_project(tmp_path)
@@ -176,13 +176,15 @@ def test_add_and_show_pass_their_options_to_the_api(
     assert seen == {
         "manifest_path": tmp_path / "neo.yaml",
         "name": "m",
-        "framework": "onnx",
-        "export": "e.py:f",
-        "inputs": ["x=1,2", "y=3"],
-        "targets": ["ml_c5"],
-        "framework_version": "1.7.0",
-        "tags": ["t"],
-        "requirements": "r.txt",
+        "new": NewModel(
+            framework="onnx",
+            export="e.py:f",
+            inputs=["x=1,2", "y=3"],
+            targets=["ml_c5"],
+            framework_version="1.7.0",
+            tags=["t"],
+            requirements="r.txt",
+        ),
     }
     shown = ShowResult(
         name="m", declared_at=None, entry={}, status={"status": "fresh"}, lock=None, build_dir="b"
