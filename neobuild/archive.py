@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import shutil
 import stat
 import tarfile
 import zlib
@@ -61,6 +62,7 @@ __all__ = [
     "check_archive",
     "hash_bytes",
     "hash_file",
+    "keep",
     "pack",
     "read_members",
 ]
@@ -420,6 +422,61 @@ def pack(
         path=dest,
         sha256="sha256:" + writer.digest.hexdigest(),
         size=writer.compressed_size,
+        members=tuple(e.member for e in entries),
+        file_hashes=hashes,
+        file_sizes=sizes,
+    )
+
+
+def keep(
+    previous: Path,
+    dest: Path,
+    export_dir: Path,
+    files: Mapping[str, tuple[int, str]],
+    *,
+    sha256: str,
+    size: int,
+    extra: Mapping[str, bytes] | None = None,
+) -> ArchiveInfo | None:
+    """Reuse ``previous`` as ``dest`` when it is intact; ``None`` when it must be re-packed.
+
+    For a rebuild whose archive content is known to be unchanged (the caller has checked
+    that the exported files and the ``extra`` members hash as when ``previous`` was packed):
+    the archive is not compressed again, so its bytes, and every hash of it recorded
+    elsewhere, stay exactly as they were, and a 1 GiB archive costs a read instead of a
+    re-pack. ``previous`` must still have the recorded ``size`` and ``sha256``. It is
+    hard-linked to ``dest`` (copied where links are not possible).
+
+    Args:
+        previous: The archive written by the previous build.
+        dest: Where the kept archive goes (the staging directory's ``model.tar.gz``).
+        export_dir: The exported files the archive holds (for its member list).
+        files: Export-relative path -> (size, ``sha256:`` hash) of every exported file.
+        sha256: The ``sha256:`` hash the previous build recorded for the archive.
+        size: Its recorded size in bytes.
+        extra: The generated members, as for :func:`pack`.
+    """
+    extra = extra or {}
+    try:
+        if previous.stat().st_size != size or hash_file(previous) != sha256:
+            return None
+    except (OSError, PackageError):
+        return None
+    entries = _entries(Path(export_dir), sorted(files), extra)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(previous, dest)
+    except OSError:
+        with open(previous, "rb") as source, atomic_writer(dest) as sink:
+            shutil.copyfileobj(source, sink, BLOCK_SIZE)
+    sizes = {rel: record[0] for rel, record in files.items()}
+    hashes = {rel: record[1] for rel, record in files.items()}
+    for name, data in extra.items():
+        sizes[name], hashes[name] = len(data), hash_bytes(data)
+    return ArchiveInfo(
+        path=dest,
+        sha256=sha256,
+        size=size,
         members=tuple(e.member for e in entries),
         file_hashes=hashes,
         file_sizes=sizes,

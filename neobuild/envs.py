@@ -140,9 +140,7 @@ class _Reporter:
     def emit(self, stage: Stage, text: str, detail: str | None = None) -> None:
         if detail is None:
             self.stage, self.text = stage, text
-        event = EnvEvent(
-            self.model, self.key, stage, text, time.monotonic() - self.started, detail
-        )
+        event = EnvEvent(self.model, self.key, stage, text, time.monotonic() - self.started, detail)
         with _reporters_lock:
             callbacks = list(_reporters)
         for callback in callbacks:
@@ -546,9 +544,7 @@ def _pip_error(model: Model, how: str, output: str, log_path: Path) -> Environme
     message = (
         f"export environment of model {model.name!r}: {subject}\n"
         f"  stage: installing requirements (pip install)\n  log: {log_path}"
-    ) + (
-        f"\n  last lines of output:\n{tail}" if tail else ""
-    )
+    ) + (f"\n  last lines of output:\n{tail}" if tail else "")
     return EnvironmentSetupError(
         message,
         hint=f"check the name and version of the requirement in `requirements:` of model "

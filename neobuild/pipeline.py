@@ -18,7 +18,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +29,7 @@ from neobuild.model import Manifest, Model, repo_relative
 from neobuild.results import NOT_RENDERED, ModelReport
 
 if TYPE_CHECKING:
+    from neobuild.archive import ArchiveInfo
     from neobuild.lockfile import Lock, LockEntry
     from neobuild.plan import Plan
 
@@ -178,7 +179,11 @@ def build_model(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         extras = render.archive_extras(model, rendered)
-        archive = pack(export_dir, artifacts.files, staging / "model.tar.gz", extra=extras)
+        archive = _kept_archive(reuse, final, export_dir, artifacts.files, extras)
+        if archive is None:
+            archive = pack(export_dir, artifacts.files, staging / "model.tar.gz", extra=extras)
+        else:
+            report.message += "; archive unchanged"
         request_paths: dict[str, Path] = {}
         if writes_requests(model, options):
             request_paths = request.write_requests(
@@ -327,6 +332,40 @@ class ReusedExport:
 
     directory: Path
     exported_with: dict[str, str]
+    previous: LockEntry | None = None
+
+
+def _kept_archive(
+    reuse: ReusedExport | None,
+    final: Path,
+    export_dir: Path,
+    files: Sequence[str],
+    extras: Mapping[str, bytes],
+) -> ArchiveInfo | None:
+    """The previous archive, kept as it is, when a reused export packs to the same content.
+
+    Its content is the exported files (verified by :func:`reusable_export`) and the
+    generated ``code/`` members: when those hash as the lock recorded, compressing them
+    again would only risk different deflate bytes for the same content.
+    """
+    from neobuild.archive import hash_bytes, keep
+
+    previous = reuse.previous if reuse is not None else None
+    if previous is None or sorted(files) != sorted(previous.files):
+        return None
+    for name, data in extras.items():
+        record = previous.outputs.get(name)
+        if record is None or record.sha256 != hash_bytes(data):
+            return None
+    return keep(
+        final / "model.tar.gz",
+        export_dir.parent / "model.tar.gz",
+        export_dir,
+        {rel: (rec.size, rec.sha256) for rel, rec in previous.files.items()},
+        sha256=previous.archive.sha256,
+        size=previous.archive.size,
+        extra=extras,
+    )
 
 
 def reusable_export(
@@ -337,7 +376,8 @@ def reusable_export(
     Changing ``compile.role_arn`` in ``defaults`` must not re-run every export of a
     monorepo: when sources, requirements, neobuild and adapter versions and every
     export-shaping manifest field are as the lock recorded, and the exported files
-    still hash as recorded, the rebuild re-renders, re-packs and re-writes requests.
+    still hash as recorded, the rebuild re-renders, re-writes requests and re-packs (or keeps
+    the archive, see :func:`_kept_archive`).
     """
     from neobuild.archive import hash_file
     from neobuild.plan import changed_fields
@@ -365,7 +405,9 @@ def reusable_export(
                 return None
     except OSError:
         return None
-    return ReusedExport(directory=export, exported_with=dict(previous.exported_with))
+    return ReusedExport(
+        directory=export, exported_with=dict(previous.exported_with), previous=previous
+    )
 
 
 #: A failed export with more files than this is removed, not kept in ``.failed/``.

@@ -35,10 +35,7 @@ if TYPE_CHECKING:
 
 def env_line(event: envs.EnvEvent) -> str:
     """One line for a stage of creating an export environment (logs and CI)."""
-    return (
-        f"{event.model}: export environment {event.key[:8]}: {event.text} "
-        f"[{event.elapsed:.1f}s]"
-    )
+    return f"{event.model}: export environment {event.key[:8]}: {event.text} [{event.elapsed:.1f}s]"
 
 
 class BuildProgress:

@@ -43,7 +43,5 @@ MODEL = """\
 
 def write_project(root: Path, names: tuple[str, ...] = ("resnet", "bert")) -> None:
     """neo.yaml with one tiny ONNX model per name, and the export they share."""
-    manifest = HEADER + "".join(
-        MODEL.format(name=name) for name in names
-    )
+    manifest = HEADER + "".join(MODEL.format(name=name) for name in names)
     write_tree(root, {"neo.yaml": manifest, "models/relu/export.py": EXPORT})

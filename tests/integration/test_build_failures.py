@@ -546,13 +546,25 @@ def test_render_only_changes_repack_without_re_exporting(tmp_path: Path) -> None
     assert "manifest field changed" in plan.stdout
     result = neobuild("package", "--all", cwd=repo)
     assert result.returncode == 0, result.stderr
-    assert "export reused" in result.stderr
+    assert "export reused" in result.stderr and "archive unchanged" in result.stderr
     assert runs.read_text() == "x"
     assert (repo / "build/neo/m/model.tar.gz").read_bytes() == archive
     request_after = (repo / "build/neo/m/requests/ml_c5.json").read_text()
     assert request_after != request_before and "s3://other-bucket/neo" in request_after
     assert neobuild("verify", cwd=repo).returncode == 0
     assert neobuild("plan", "--check", cwd=repo).returncode == 0
+
+    # an archive changed since it was built is packed again from the reused export
+    tampered = bytearray(archive)
+    tampered[len(tampered) // 2] ^= 1
+    (repo / "build/neo/m/model.tar.gz").write_bytes(bytes(tampered))
+    (repo / "neo.yaml").write_text((repo / "neo.yaml").read_text().replace("[a, b]", "[b]"))
+    result = neobuild("package", "--all", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    assert "export reused" in result.stderr and "archive unchanged" not in result.stderr
+    assert runs.read_text() == "x"
+    assert neobuild("verify", cwd=repo).returncode == 0
+    (repo / "neo.yaml").write_text((repo / "neo.yaml").read_text().replace("[b]", "[a, b]"))
 
     # a tampered export is never reused
     (repo / "build/neo/m/export/model.json").write_text('{"learner": {}}')

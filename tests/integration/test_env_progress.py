@@ -167,9 +167,9 @@ def test_without_a_terminal_one_line_per_stage_in_order_even_with_j3(tmp_path: P
     for model in (creator, "bert"):
         stages = env_lines(result.stderr, model)
         assert len(stages) == len(STAGES), result.stderr  # one line per stage, no flood
-        assert [s.startswith(want) for s, want in zip(stages, STAGES, strict=True)] == [
-            True
-        ] * len(STAGES), stages
+        assert [s.startswith(want) for s, want in zip(stages, STAGES, strict=True)] == [True] * len(
+            STAGES
+        ), stages
         ready = stages[-1].removeprefix("ready: ")
         assert (Path(ready) / envs.MARKER).is_file()
     # Nothing garbled: every line that speaks of an env is one whole stage line.
@@ -280,7 +280,9 @@ def test_a_terminal_shows_a_live_line_and_another_process_says_it_waits(tmp_path
     # from its cache faster than that shows no step (CI saw it), so it is not asserted
     # here; reading the steps from pip's output is tested on its own above.
     # A status line redrawn in place (cursor movements), not one line per stage.
-    assert "\x1b[" in tty.screen.decode(errors="replace") and "\r" in tty.screen.decode(errors="replace")
+    assert "\x1b[" in tty.screen.decode(errors="replace") and "\r" in tty.screen.decode(
+        errors="replace"
+    )
     assert not any(LINE.match(ln.strip()) for ln in text.replace("\r", "\n").splitlines())
     assert "built resnet" in text
 

@@ -121,6 +121,7 @@ def test_forked_exports_draw_their_own_unseeded_random_numbers(
     assert len({tuple(d["numpy"]) for d in draws}) == 3
     assert len({d["python"] for d in draws}) == 3
 
+
 def test_another_environment_gets_another_server(tmp_path: Path) -> None:
     write(tmp_path, "m/export.py", PPID_EXPORT)
     _, plain = _who(tmp_path, make_model(), "a")

@@ -23,6 +23,7 @@ from neobuild.archive import (
     check_archive,
     hash_bytes,
     hash_file,
+    keep,
     pack,
     read_members,
 )
@@ -571,3 +572,51 @@ def test_a_multi_block_archive_matches_a_one_shot_deflate(tmp_path: Path) -> Non
     body = deflate.compress(tar) + deflate.flush()
     assert data[10:-8] == body
     assert _pack_threads() == []
+
+
+def _records(export: Path) -> dict[str, tuple[int, str]]:
+    return {rel: ((export / rel).stat().st_size, hash_file(export / rel)) for rel in FILES}
+
+
+def test_keep_reuses_an_intact_archive_as_it_is(archive: ArchiveInfo, tmp_path: Path) -> None:
+    export = archive.path.parent.parent / "export"
+    kept = keep(
+        archive.path,
+        tmp_path / "staging" / "model.tar.gz",
+        export,
+        _records(export),
+        sha256=archive.sha256,
+        size=archive.size,
+        extra=EXTRA,
+    )
+    assert kept is not None
+    assert kept.path.read_bytes() == archive.path.read_bytes()
+    assert (kept.sha256, kept.size, kept.members) == (
+        archive.sha256,
+        archive.size,
+        EXPECTED_MEMBERS,
+    )
+    assert kept.file_hashes == archive.file_hashes
+    assert kept.file_sizes == archive.file_sizes
+
+
+def test_keep_refuses_a_changed_or_missing_archive(archive: ArchiveInfo, tmp_path: Path) -> None:
+    export = archive.path.parent.parent / "export"
+    tampered = tmp_path / "old" / "model.tar.gz"
+    tampered.parent.mkdir()
+    data = bytearray(archive.path.read_bytes())
+    data[len(data) // 2] ^= 1  # same size, other bytes
+    tampered.write_bytes(bytes(data))
+    dest = tmp_path / "staging" / "model.tar.gz"
+    for previous in (tampered, tmp_path / "missing.tar.gz"):
+        kept = keep(
+            previous,
+            dest,
+            export,
+            _records(export),
+            sha256=archive.sha256,
+            size=archive.size,
+            extra=EXTRA,
+        )
+        assert kept is None
+        assert not dest.exists()
