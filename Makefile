@@ -34,7 +34,8 @@ demo: install
 	@echo "their hashes are in examples/neo.lock. Try: $(BIN)/neobuild -C examples plan"
 
 lint: dev
-	$(BIN)/ruff check neobuild tests benchmarks examples
+	$(BIN)/ruff check neobuild tests benchmarks examples tools
+	$(BIN)/ruff format --check neobuild tests benchmarks examples tools
 
 typecheck: dev
 	$(BIN)/mypy
