@@ -105,15 +105,25 @@ def plan(
     explain: str | None = None,
     include_fresh: bool = False,
     weights: Sequence[Path] = (),
+    memo: bool = True,
 ) -> PlanOutput:
     """What ``package`` would do, and why (with ``explain``: one model's fingerprint
-    breakdown; with ``matrix``: a GitHub Actions matrix of shards)."""
+    breakdown; with ``matrix``: a GitHub Actions matrix of shards).
+
+    A plain plan (no ``since``, ``explain`` or ``matrix``) whose inputs are all as the last
+    one's were answers from the plan memo (:mod:`neobuild.planmemo`); ``memo=False``
+    always plans from scratch.
+    """
     from neobuild import lockfile, pipeline
     from neobuild import plan as plan_mod
     from neobuild import shard as shard_mod
     from neobuild.results import PlanOutput
     from neobuild.statcache import StatCache
 
+    if memo and since is None and explain is None and matrix is None:
+        return _remembered_plan(manifest_path, patterns, shard, include_fresh)
+    if explain is None and matrix is None:
+        return _plan_output(manifest_path, patterns, shard, include_fresh, since=since)
     manifest = _load(manifest_path)
     lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
     if explain is not None:
@@ -132,19 +142,56 @@ def plan(
             text=explanation.render(),
             stale_count=int(explanation.item.stale),
         )
+    assert matrix is not None
     models = _select(manifest, patterns, False, shard)
     result = pipeline.plan_models(manifest, models, lock, since=since)
-    if matrix is not None:
-        durations = shard_mod.load_weights(manifest.root)
-        durations.update(shard_mod.weights_from_junit(list(weights)))
-        document = shard_mod.matrix(
-            result, matrix, include_fresh=include_fresh, weights=durations or None
-        )
-        return PlanOutput(
-            document=document,
-            text=json.dumps(document, separators=(",", ":")),
-            stale_count=result.stale_count,
-        )
+    durations = shard_mod.load_weights(manifest.root)
+    durations.update(shard_mod.weights_from_junit(list(weights)))
+    document = shard_mod.matrix(
+        result, matrix, include_fresh=include_fresh, weights=durations or None
+    )
+    return PlanOutput(
+        document=document,
+        text=json.dumps(document, separators=(",", ":")),
+        stale_count=result.stale_count,
+    )
+
+
+def _remembered_plan(
+    manifest_path: Path, patterns: Sequence[str], shard: str | None, include_fresh: bool
+) -> PlanOutput:
+    """The plan from the plan memo when nothing it read changed; else planned and remembered."""
+    from neobuild import depends, planmemo
+
+    root = manifest_path.absolute().parent  # as the manifest loader sets it
+    memo_key = planmemo.key(manifest_path.absolute(), patterns, shard, include_fresh)
+    remembered = planmemo.lookup(root, memo_key)
+    if remembered is not None:
+        return remembered
+    with depends.recording() as deps:
+        output = _plan_output(manifest_path, patterns, shard, include_fresh)
+    planmemo.store(root, memo_key, deps, output)
+    return output
+
+
+def _plan_output(
+    manifest_path: Path,
+    patterns: Sequence[str],
+    shard: str | None,
+    include_fresh: bool,
+    *,
+    since: str | None = None,
+) -> PlanOutput:
+    """The plan of the selected models as ``plan`` prints it (table, JSON, stale count)."""
+    from neobuild import depends, lockfile, pipeline
+    from neobuild.results import PlanOutput
+
+    manifest = _load(manifest_path)
+    lock_path = manifest.root / lockfile.LOCK_NAME
+    depends.note_path(str(lock_path))
+    lock = lockfile.read_lock(lock_path)
+    models = _select(manifest, patterns, False, shard)
+    result = pipeline.plan_models(manifest, models, lock, since=since)
     document = result.to_json()
     text = result.render(show_fresh=include_fresh)
     removed: list[str] = []
@@ -194,6 +241,10 @@ def package(
 
     out = out or Output()
     started = time.monotonic()
+    if all_models and not patterns and not force and since is None and shard is None:
+        nothing = _nothing_to_build(manifest_path, wait=wait, junit=junit, out=out, started=started)
+        if nothing is not None:
+            return nothing
     manifest = _load(manifest_path)
     for warning in manifest.warnings:
         out.warn(warning.render() if hasattr(warning, "render") else str(warning))
@@ -239,6 +290,40 @@ def package(
     _write_reports(report, junit, out)
     if interrupted:
         raise BuildInterrupted(report)
+    return report
+
+
+def _nothing_to_build(
+    manifest_path: Path, *, wait: bool, junit: Path | None, out: Output, started: float
+) -> BuildReport | None:
+    """``package --all`` when the plan (memo) says every model is fresh: the report of a
+    run that builds nothing, without loading the manifest; None when anything is stale.
+
+    Decided under the build lock, as a full run would, so a concurrent build is waited
+    for (``--wait-lock``) or refused the same way.
+    """
+    from neobuild import scheduler
+    from neobuild.results import BuildReport, ModelReport
+
+    if junit is not None:
+        _check_writable(junit)
+    with scheduler.build_lock(manifest_path.absolute().parent, wait=wait):
+        the_plan = _remembered_plan(manifest_path, (), None, False)
+    if the_plan.stale_count:
+        return None  # something to build or prune: the full run plans again under its lock
+    for warning in the_plan.warnings:
+        out.warn(warning)
+    report = BuildReport(
+        manifest=manifest_path,
+        models=[
+            ModelReport(name=m["name"], status="fresh", message="up to date")
+            for m in the_plan.document["models"]
+        ],
+        duration=time.monotonic() - started,
+        without_requests=[],
+    )
+    _print_summary(report, out)
+    _write_reports(report, junit, out)
     return report
 
 

@@ -22,7 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from neobuild import __version__, api, completion
-from neobuild.console import Output, print_json
+from neobuild.console import Output, print_json, print_json_text
 from neobuild.error_handler import guarded
 from neobuild.errors import (
     EXIT_BAD_INPUT,
@@ -309,7 +309,7 @@ def plan(
         if matrix is not None:  # one compact line, ready for $GITHUB_OUTPUT
             sys.stdout.write(json.dumps(result.to_json(), separators=(",", ":")) + "\n")
         elif json_:
-            print_json(result.to_json())
+            print_json_text(result.to_json_text())
         else:
             g.out.result(result.render())
         if check and result.stale_count:

@@ -14,11 +14,12 @@ the start-up of ``plan --json`` and a no-op ``package`` short.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from neobuild.results import json_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -103,5 +104,10 @@ def print_json(document: Any) -> None:
     deterministic): not sorted, so that ordered mappings such as a model's inputs keep
     their declared order.
     """
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    print_json_text(json_text(document))
+
+
+def print_json_text(text: str) -> None:
+    """Write one rendered JSON document (:func:`neobuild.results.json_text`) to stdout."""
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from neobuild import depends
 from neobuild.errors import UsageError
 from neobuild.fingerprint import (
     FIELDS_PART,
@@ -432,7 +433,9 @@ def _check_file(
     try:
         st = os.stat(path)
     except OSError:
+        depends.note_absent(path)  # root is absolute (the manifest's root)
         return Reason("output-missing", rel)
+    depends.note_file(path, st)
     if size is not None and st.st_size != size:
         return Reason("output-modified", rel)
     try:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import jinja2
 
+from neobuild import depends
 from neobuild.errors import RenderError
 from neobuild.model import Manifest, Model
 
@@ -291,7 +292,11 @@ def _winner(name: str, search_path: Sequence[Path]) -> tuple[str, int, int, int]
         try:
             info = os.stat(path)
         except OSError:
+            if depends.active():
+                depends.note_absent(os.path.abspath(path))
             continue
+        if depends.active():
+            depends.note_file(os.path.abspath(path), info)
         if stat.S_ISREG(info.st_mode):
             return path, info.st_mtime_ns, info.st_size, info.st_ino
     return None
@@ -359,6 +364,8 @@ def _every_template(search_path: Sequence[Path]) -> set[str]:
     names: set[str] = set()
     for directory in search_path:
         for parent, dirs, files in os.walk(directory):
+            if depends.active():
+                depends.note_dir(os.path.abspath(parent))
             dirs.sort()
             rel = Path(parent).relative_to(directory)
             names.update((rel / f).as_posix() for f in files)

@@ -8,6 +8,7 @@ commands' results live beside the code that computes them (``verify.VerifyReport
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,15 @@ def no_requests_line(names: Sequence[str]) -> str:
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     count = f"{len(names)} model{'s' if len(names) != 1 else ''}"
     return f"compilation requests not rendered for {count} ({shown}): {NO_REQUESTS_HINT}"
+
+
+def json_text(document: Any) -> str:
+    """How every ``--json`` document is printed: indented, keys in the order built.
+
+    Not sorted, so that ordered mappings such as a model's inputs keep their declared
+    order; the order is fixed by the code, so the output is deterministic.
+    """
+    return json.dumps(document, indent=2)
 
 
 @dataclass
@@ -122,9 +132,14 @@ class PlanOutput:
     text: str
     stale_count: int
     warnings: tuple[str, ...] = ()  # the manifest's warnings, shown by `plan` too
+    json_text: str | None = None  # the document as printed, when already rendered
 
     def to_json(self) -> Any:
         return self.document
+
+    def to_json_text(self) -> str:
+        """The document as ``--json`` prints it (:func:`json_text`)."""
+        return self.json_text if self.json_text is not None else json_text(self.document)
 
     def render(self) -> str:
         return self.text

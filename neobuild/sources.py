@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from neobuild import depends
+
 #: Directory names never walked into when expanding source globs (unless a glob's
 #: literal prefix names them explicitly).
 PRUNED_DIRS = frozenset(
@@ -75,6 +77,7 @@ class SourceIndex:
 
     def _walk(self, directory: str, rel: str, out: dict[str, os.stat_result]) -> None:
         # Plain strings, no Path per entry: this runs once per directory of the repo.
+        depends.note_dir(directory)
         try:
             with os.scandir(directory) as it:
                 entries = list(it)
@@ -114,6 +117,7 @@ class SourceIndex:
                 try:
                     st = os.stat(target)
                 except OSError:
+                    depends.note_absent(os.fspath(target))
                     continue
                 if os.path.isfile(target):
                     out[pattern] = st

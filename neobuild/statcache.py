@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from neobuild import depends
 from neobuild.hashing import hash_file
 from neobuild.statefile import ABSENT, StateFile
 
@@ -116,7 +117,13 @@ class StatCache:
         else:
             key, full = self._locate(text)
             if st is None:
-                st = os.stat(full)
+                try:
+                    st = os.stat(full)
+                except OSError:
+                    depends.note_absent(full)
+                    raise
+        if depends.active():
+            depends.note_file(self._locate(text)[1], st)
         self._used.add(key)
         entry = self._entries.get(key)
         if (

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neobuild import depends
 from neobuild.errors import Problem
 from neobuild.model import (
     CacheSettings,
@@ -61,6 +62,7 @@ def store(
         "probes": probes,
         "result": _encode_manifest(manifest, root),
     }
+    _note_inputs(path, root, data, record)
     CACHE_FILE.write(root, record, key=data)  # a read-only checkout only costs the cache
 
 
@@ -70,40 +72,84 @@ def lookup(path: Path, root: Path, data: bytes) -> Manifest | None:
         record, _why = CACHE_FILE.read(root, key=data)
         if record is None or (record["root"], record["manifest"]) != (str(root), path.name):
             return None
-        includes: list[str] = []
-        for pattern in record["include_patterns"]:
-            rel = posixpath.normpath(pattern)
-            includes.extend(p.relative_to(root).as_posix() for p in expand(root, rel) if p != path)
-        if sorted(set(includes)) != sorted(rel for rel, _ in record["includes"]):
+        if not _inputs_hold(path, root, record):
             return None
-        for rel, digest in record["includes"]:
-            if hashlib.sha256((root / rel).read_bytes()).hexdigest() != digest:
-                return None
-        real_root = os.path.realpath(root) + os.sep
-        realpath = RealPaths()
-        index: Any = None
-        for probe, existed in record["probes"].items():
-            kind, rel = probe.split(":", 1)
-            target = os.path.join(root, rel)  # plain strings: a thousand stats stay cheap
-            if kind == "i":
-                now = realpath(target).startswith(real_root)
-            elif kind == "s":  # an export file parsed for its function: unchanged since
-                mtime, size, rel = rel.split(":", 2)
-                stat = os.stat(os.path.join(root, rel))
-                now = stat.st_mtime_ns == int(mtime) and stat.st_size == int(size)
-            elif kind == "g":  # a sources glob that matched no file (rare: usually none)
-                if index is None:
-                    from neobuild.sources import SourceIndex
-
-                    index = SourceIndex(root)
-                now = bool(index.match([rel]))
-            else:
-                now = os.path.isfile(target) if kind == "f" else os.path.isdir(target)
-            if now != existed:
-                return None
-        return _decode_manifest(record["result"], path, root)
+        manifest = _decode_manifest(record["result"], path, root)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
         return None  # missing, corrupt or foreign: validate from scratch
+    _note_inputs(path, root, data, record)
+    return manifest
+
+
+def _note_inputs(path: Path, root: Path, data: bytes, record: Mapping[str, Any]) -> None:
+    """Tell a running :func:`neobuild.depends.recording` what this manifest came from."""
+    if not depends.active():
+        return
+    depends.note_manifest(
+        {
+            "path": str(path),
+            "root": str(root),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "include_patterns": list(record["include_patterns"]),
+            "includes": [list(item) for item in record["includes"]],
+            "probes": dict(record["probes"]),
+        }
+    )
+
+
+def inputs_hold(noted: Mapping[str, Any]) -> bool:
+    """Whether the manifest noted by a recording would load the same today.
+
+    ``noted`` is what :func:`neobuild.depends.note_manifest` received: the top-level
+    file's content hash, and the includes and probes of its cache record.
+    """
+    try:
+        path, root = Path(noted["path"]), Path(noted["root"])
+        if hashlib.sha256(path.read_bytes()).hexdigest() != noted["sha256"]:
+            return False
+        return _inputs_hold(path, root, noted)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return False
+
+
+def _inputs_hold(path: Path, root: Path, record: Mapping[str, Any]) -> bool:
+    """The include files and the validator's probes are as the record says.
+
+    Raises:
+        OSError, ValueError, KeyError...: the record is malformed or a file unreadable.
+    """
+    includes: list[str] = []
+    for pattern in record["include_patterns"]:
+        rel = posixpath.normpath(pattern)
+        includes.extend(p.relative_to(root).as_posix() for p in expand(root, rel) if p != path)
+    if sorted(set(includes)) != sorted(rel for rel, _ in record["includes"]):
+        return False
+    for rel, digest in record["includes"]:
+        if hashlib.sha256((root / rel).read_bytes()).hexdigest() != digest:
+            return False
+    real_root = os.path.realpath(root) + os.sep
+    realpath = RealPaths()
+    index: Any = None
+    for probe, existed in record["probes"].items():
+        kind, rel = probe.split(":", 1)
+        target = os.path.join(root, rel)  # plain strings: a thousand stats stay cheap
+        if kind == "i":
+            now = realpath(target).startswith(real_root)
+        elif kind == "s":  # an export file parsed for its function: unchanged since
+            mtime, size, rel = rel.split(":", 2)
+            stat = os.stat(os.path.join(root, rel))
+            now = stat.st_mtime_ns == int(mtime) and stat.st_size == int(size)
+        elif kind == "g":  # a sources glob that matched no file (rare: usually none)
+            if index is None:
+                from neobuild.sources import SourceIndex
+
+                index = SourceIndex(root)
+            now = bool(index.match([rel]))
+        else:
+            now = os.path.isfile(target) if kind == "f" else os.path.isdir(target)
+        if now != existed:
+            return False
+    return True
 
 
 def _encode_position(pos: Position | None, root: Path) -> list[Any] | None:
