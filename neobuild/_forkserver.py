@@ -77,7 +77,24 @@ def _prewarm(names: list[str]) -> dict[str, set[str]]:
             continue
         new = set(sys.modules) - before
         brought[name] = {m for m in _bootstrap.FRAMEWORK_MODULES if m in new}
+        if name == "onnx":
+            _warm_onnx_checker()
     return brought
+
+
+def _warm_onnx_checker() -> None:
+    """Check a one-node model once, so every forked export finds onnx's operator schemas
+    registered: the first ``check_model`` of a process spends ~15 ms building them, which
+    each export (it runs the checker on its file) would otherwise pay again."""
+    try:
+        from onnx import TensorProto, checker, helper
+
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "warm", [x], [y])
+        checker.check_model(helper.make_model(graph))
+    except Exception as exc:  # only a warm-up: the export's own check reports real problems
+        print(f"neobuild fork server: cannot warm onnx.checker: {exc!r}", file=sys.stderr)
 
 
 def _record_imports(brought: dict[str, set[str]]) -> None:

@@ -36,6 +36,7 @@ and an archive must not write outside the directory it is extracted in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -52,7 +53,13 @@ from neobuild import hashing
 from neobuild.atomic import atomic_writer
 from neobuild.errors import PackageError
 from neobuild.filekind import file_kind
-from neobuild.gzipstream import COMPRESS_LEVEL, COMPRESSOR, GzipHashWriter, isal_zlib
+from neobuild.gzipstream import (
+    COMPRESS_LEVEL,
+    COMPRESSOR,
+    THREADED_MIN_BYTES,
+    GzipHashWriter,
+    isal_zlib,
+)
 from neobuild.hashing import BLOCK_SIZE, hash_bytes
 
 __all__ = [
@@ -308,6 +315,19 @@ def _entries(export_dir: Path, files: Sequence[str], extra: Mapping[str, bytes])
     return sorted(entries.values(), key=lambda e: e.member)
 
 
+def _input_bytes(entries: Sequence[_Entry]) -> int:
+    """About how many bytes the archive packs (a file that cannot be stat'ed counts 0:
+    :func:`_add_file` reports it)."""
+    total = 0
+    for entry in entries:
+        if entry.data is not None:
+            total += len(entry.data)
+        elif entry.source is not None:
+            with contextlib.suppress(OSError):
+                total += os.lstat(entry.source).st_size
+    return total
+
+
 def _add_file(out: GzipHashWriter, entry: _Entry) -> tuple[int, str]:
     """Add one exported file (checked again on the open descriptor); its size and hash."""
     assert entry.source is not None
@@ -394,7 +414,8 @@ def pack(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_writer(dest) as sink:
-            writer = GzipHashWriter(sink, use_isal=use_isal)
+            threads = _input_bytes(entries) >= THREADED_MIN_BYTES
+            writer = GzipHashWriter(sink, use_isal=use_isal, threads=threads)
             try:
                 for entry in entries:
                     if entry.is_dir:

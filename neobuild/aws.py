@@ -17,6 +17,7 @@ enters, with a hint saying what to do. Nothing here logs or returns credentials.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -83,12 +84,32 @@ def require_boto3() -> None:
 # --------------------------------------------------------------------------- validation
 
 
-@functools.lru_cache(maxsize=1)
+_SHAPE_LOCK = threading.Lock()
+
+
 def _create_job_input_shape() -> Any:
+    """CreateCompilationJob's input shape, loaded once a process (~0.4 s: botocore reads the
+    whole SageMaker service model); parallel builds wait for one load instead of each
+    doing it."""
+    with _SHAPE_LOCK:
+        return _load_create_job_input_shape()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_create_job_input_shape() -> Any:
     from botocore.session import get_session
 
     service = get_session().get_service_model("sagemaker")
     return service.operation_model("CreateCompilationJob").input_shape
+
+
+def warm_validator() -> None:
+    """Load what :func:`validate_request_with_botocore` needs, e.g. on a background thread
+    while exports run; a missing botocore is left for the validation to report."""
+    with contextlib.suppress(ImportError):
+        import botocore.validate  # noqa: F401 - imported for its cost, now
+
+        _create_job_input_shape()
 
 
 def validate_request_with_botocore(request: Mapping[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -53,6 +53,7 @@ class ExportResult:
     python: str
     log_path: Path
     files: tuple[str, ...] = ()  # sorted posix paths relative to the output dir
+    checks: dict[str, Any] = field(default_factory=dict)  # checks the export process ran
 
 
 def _log_line(log_path: Path, text: str) -> None:
@@ -188,6 +189,8 @@ def run_export(
             "output_dir": str(output_dir),
             "inputs": model.inputs.as_json(),
             "result": str(result_path),
+            # where onnx is already imported, the export process checks the file itself
+            "onnx_checker": model.framework == "onnx",
         }
         # No sort_keys: ``inputs`` must reach the export in declared order (PyTorch and
         # Neo take inputs positionally); the spec's own keys are written in a fixed order.
@@ -230,6 +233,7 @@ def run_export(
         python=str(result.get("python", "")),
         log_path=log_path,
         files=files,
+        checks=dict(result.get("checks") or {}),
     )
 
 

@@ -101,16 +101,62 @@ class _Stage(threading.Thread):
             self.error = self.error or exc
 
 
+class _Inline:
+    """A stage run on the caller's thread, with :class:`_Stage`'s interface.
+
+    For small archives: starting two threads and handing blocks between them costs more
+    than the work (milliseconds each on a busy machine). The calls the deflate stream
+    sees are the same, so the bytes are too.
+    """
+
+    def __init__(self, name: str, work: Callable[[bytes], None], end: Callable[[], None]) -> None:
+        del name
+        self.inbox = self  # ``stage.inbox.put(item)`` runs the work at once
+        self.error: BaseException | None = None
+        self._work = work
+        self._end = end
+        self._ended = False
+
+    def put(self, item: bytes | None) -> None:
+        if item is not None:
+            if self.error is None:
+                try:
+                    self._work(item)
+                except BaseException as exc:  # re-raised by the writer, as for a thread
+                    self.error = exc
+            return
+        if not self._ended:
+            self._ended = True
+            try:
+                self._end()
+            except BaseException as exc:
+                self.error = self.error or exc
+
+    def start(self) -> None:
+        """Nothing to start."""
+
+    def join(self) -> None:
+        """Nothing to wait for: the work is done."""
+
+    def is_alive(self) -> bool:
+        return not self._ended
+
+
+#: Below this many input bytes an archive is packed on the caller's thread.
+THREADED_MIN_BYTES = 4 << 20
+
+
 class GzipHashWriter:
     """Gzip-compresses what it gets, then hashes and writes the compressed bytes.
 
     The gzip framing is written here rather than by ``gzip.GzipFile`` so that every header
     byte is fixed (no file name, mtime 0, OS unknown) whichever deflate library runs.
     Compression runs on one thread and hashing + writing on another (see the module
-    docstring); :meth:`finish` or :meth:`close` waits for both.
+    docstring); :meth:`finish` or :meth:`close` waits for both. With ``threads=False``
+    both run on the caller's thread (for small archives), giving the same bytes.
     """
 
-    def __init__(self, sink: BinaryIO, *, use_isal: bool = True) -> None:
+    def __init__(self, sink: BinaryIO, *, use_isal: bool = True, threads: bool = True) -> None:
         self._sink = sink
         self._deflate, self._crc32 = raw_deflate(use_isal)
         self._crc = 0
@@ -119,8 +165,9 @@ class GzipHashWriter:
         self._finishing = False
         self.digest = hashlib.sha256()
         self.compressed_size = 0
-        self._writer = _Stage("neobuild-pack-write", self._emit, lambda: None)
-        self._compressor = _Stage("neobuild-pack-deflate", self._compress, self._flush)
+        stage: type[_Stage] | type[_Inline] = _Stage if threads else _Inline
+        self._writer = stage("neobuild-pack-write", self._emit, lambda: None)
+        self._compressor = stage("neobuild-pack-deflate", self._compress, self._flush)
         self._writer.inbox.put(_GZIP_HEADER)
         self._writer.start()
         self._compressor.start()

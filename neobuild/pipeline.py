@@ -150,6 +150,7 @@ def build_model(
             python = envs.export_python(
                 model, root=manifest.root, log_path=log_path, stream=options.stream
             )
+        export_checks: dict[str, Any] = {}
         if reuse is not None:
             # Only render-only settings changed: pack the verified previous export again.
             shutil.copytree(reuse.directory, export_dir)
@@ -167,10 +168,11 @@ def build_model(
                 stream=options.stream,
             )
             exported_with = dict(sorted(result.framework_versions.items()))
+            export_checks = result.checks
             report.warnings.extend(_sources_touched(manifest, model, fingerprint))
         adapter = get_adapter(model.framework)
         adapter.normalize(export_dir)
-        artifacts = adapter.check(export_dir, model)
+        artifacts = adapter.check(export_dir, model, export_checks=export_checks)
         report.warnings.extend(artifacts.warnings)
 
         rendered = render.render_model(manifest, model)

@@ -268,6 +268,11 @@ def run(
         for m in models:
             if m not in stale:
                 reports[m.name] = ModelReport(name=m.name, status="fresh", message="up to date")
+        if any(pipeline.writes_requests(m, options) for m in stale):
+            from neobuild import aws
+
+            # botocore's service model (~0.4 s) loads while the first exports run
+            threading.Thread(target=aws.warm_validator, name="neobuild-warm", daemon=True).start()
         ctx = pipeline.RunContext(
             manifest=manifest,
             options=options,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from neobuild.frameworks import _common
 from neobuild.model import Model, Shape
@@ -56,8 +56,13 @@ class Adapter(Protocol):
         """Rewrite exported files in place so equal models give equal bytes (may be a no-op)."""
         ...
 
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
+    def check(
+        self, export_dir: Path, model: Model, *, export_checks: Mapping[str, Any] | None = None
+    ) -> Artifacts:
         """Check the export against Neo's rules and the manifest.
+
+        ``export_checks`` are checks the export process already ran on its files (see
+        :attr:`Findings.export_checks`).
 
         Raises:
             ArtifactError: with every problem found, each naming the file, what was
@@ -79,6 +84,9 @@ class Findings:
     problems: list[str]
     warnings: list[str] = field(default_factory=list)
     inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: Checks the export process ran on its own files, by check name (``onnx.checker``):
+    #: an adapter may use a result instead of running the check again.
+    export_checks: Mapping[str, Any] = field(default_factory=dict)
 
     def pick_one(self, suffixes: tuple[str, ...], what: str) -> str | None:
         """The one file with one of ``suffixes``, at the top of the export, or None.
@@ -132,14 +140,16 @@ class AdapterBase:
     def normalize(self, export_dir: Path) -> None:
         """Nothing to do unless an adapter overrides it: the exporter's bytes are stable."""
 
-    def check(self, export_dir: Path, model: Model) -> Artifacts:
+    def check(
+        self, export_dir: Path, model: Model, *, export_checks: Mapping[str, Any] | None = None
+    ) -> Artifacts:
         """Check the export; see :meth:`Adapter.check`.
 
         Raises:
             ArtifactError: with every problem found.
         """
         files, problems = _common.scan_export_dir(export_dir)
-        found = Findings(files=files, problems=problems)
+        found = Findings(files=files, problems=problems, export_checks=export_checks or {})
         self.inspect(export_dir, model, found)
         _common.raise_problems(
             model, export_dir, found.problems, hint=self.hint_for(model, found.problems)

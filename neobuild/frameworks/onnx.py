@@ -10,9 +10,10 @@ an external file (Neo receives only the archive, and TVM loads one file). When t
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from neobuild.frameworks import _common
 from neobuild.frameworks._protowire import WireError, fields
@@ -113,7 +114,8 @@ class OnnxAdapter(AdapterBase):
             found.warnings += _opset_warnings(chosen, info, model)
             found.inputs = _common.static_inputs(info.inputs)
             if not problems:
-                problems += _checker(export_dir / chosen, chosen)
+                reported = found.export_checks.get("onnx.checker", {}).get(chosen)
+                problems += _checker(export_dir / chosen, chosen, reported)
         others = [f for f in found.files if f != chosen]
         if others:
             problems.append(
@@ -168,18 +170,48 @@ def _opset_warnings(name: str, info: OnnxInfo, model: Model) -> list[str]:
     ]
 
 
-def _checker(path: Path, name: str) -> list[str]:
-    """``onnx.checker.check_model`` on the file, when the onnx package is installed."""
-    try:
-        checker = importlib.import_module("onnx.checker")
-    except ImportError:
-        return []
-    try:
-        checker.check_model(str(path))
-    except Exception as exc:  # onnx raises ValidationError and friends; report any
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return [_common.expected_found(f"{name}: onnx.checker", "no error", first)]
+def _checker(path: Path, name: str, reported: Mapping[str, Any] | None = None) -> list[str]:
+    """``onnx.checker.check_model`` on the file.
+
+    ``reported`` is the export process's own run of the checker on this file (it runs it
+    when onnx is already imported there, e.g. by the fork server): used when the file
+    still has the size, mtime and inode it reports, so neobuild's process does not pay
+    for ``import onnx`` (over a second). Otherwise the checker runs here, when the onnx
+    package is installed.
+    """
+    error = _reported_error(path, reported)
+    if error is None:
+        try:
+            checker = importlib.import_module("onnx.checker")
+        except ImportError:
+            return []
+        try:
+            checker.check_model(str(path))
+            error = ""
+        except Exception as exc:  # onnx raises ValidationError and friends; report any
+            text = str(exc).strip()
+            error = text.splitlines()[0] if text else type(exc).__name__
+    if error:
+        return [_common.expected_found(f"{name}: onnx.checker", "no error", error)]
     return []
+
+
+def _reported_error(path: Path, reported: Mapping[str, Any] | None) -> str | None:
+    """The export process's checker result for ``path`` if it is still that file, else None."""
+    if not isinstance(reported, Mapping):
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if (st.st_size, st.st_mtime_ns, st.st_ino) != (
+        reported.get("size"),
+        reported.get("mtime_ns"),
+        reported.get("ino"),
+    ):
+        return None
+    error = reported.get("error")
+    return error if isinstance(error, str) else None
 
 
 def _external(tensor: memoryview) -> list[str]:

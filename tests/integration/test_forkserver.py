@@ -154,6 +154,64 @@ def test_prewarmed_modules_are_loaded_but_only_imported_ones_are_recorded(
     assert result.framework_versions["numpy"] == __import__("numpy").__version__
 
 
+ONNX_EXPORT = """
+import onnx
+from onnx import TensorProto, helper
+def export(output_dir, inputs):
+    x = helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("NoSuchOperator", ["data"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph), str(output_dir / "model.onnx"))
+"""
+
+
+def test_where_onnx_is_loaded_the_export_process_runs_the_checker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forkserver, "PREWARM", {"onnx": ("onnx",)})
+    write(tmp_path, "m/export.py", ONNX_EXPORT)  # a graph with an operator onnx does not know
+    write(tmp_path, "n/export.py", PPID_EXPORT)  # writes b"x" as model.onnx, imports no onnx
+    bad = run_export(
+        make_model(),
+        root=tmp_path,
+        output_dir=tmp_path / "a",
+        log_path=tmp_path / "a.log",
+        python=PY,
+    )
+    ((name, record),) = bad.checks["onnx.checker"].items()
+    st = (tmp_path / "a" / "model.onnx").stat()
+    assert name == "model.onnx" and "NoSuchOperator" in record["error"]
+    assert (record["size"], record["mtime_ns"], record["ino"]) == (
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ino,
+    )
+    # the server's prewarm loaded onnx, so even an export that does not import it is checked
+    garbage = run_export(
+        make_model(path="n/export.py"),
+        root=tmp_path,
+        output_dir=tmp_path / "b",
+        log_path=tmp_path / "b.log",
+        python=PY,
+    )
+    assert garbage.checks["onnx.checker"]["model.onnx"]["error"]
+
+
+def test_without_onnx_loaded_the_export_process_leaves_the_check_to_neobuild(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "n/export.py", PPID_EXPORT)
+    with forkserver.session(enabled=False):
+        result = run_export(
+            make_model(path="n/export.py"),
+            root=tmp_path,
+            output_dir=tmp_path / "b",
+            log_path=tmp_path / "b.log",
+            python=PY,
+        )
+    assert result.checks == {}
+
+
 PARENT = """
 import sys
 from pathlib import Path

@@ -224,3 +224,20 @@ def test_onnx_checker_runs(tmp_path: Path) -> None:
     (problem,) = rejection(tmp_path).problems
     assert problem.startswith("model.onnx: onnx.checker: expected no error, found ")
     assert "NoSuchOperator" in problem
+
+
+def test_the_export_processs_checker_result_is_used_for_the_same_file(tmp_path: Path) -> None:
+    path = small_graph(tmp_path / "model.onnx")  # valid: the checker here would pass it
+    st = path.stat()
+    reported = {"error": "boom from the export process", "size": st.st_size}
+    reported |= {"mtime_ns": st.st_mtime_ns, "ino": st.st_ino}
+    checks = {"onnx.checker": {"model.onnx": reported}}
+    with pytest.raises(ArtifactError) as info:
+        ADAPTER.check(tmp_path, make_model(), export_checks=checks)
+    (problem,) = info.value.problems
+    assert (
+        problem == "model.onnx: onnx.checker: expected no error, found boom from the export process"
+    )
+    # a result about another state of the file is not trusted: the checker runs here
+    reported["mtime_ns"] += 1
+    assert ADAPTER.check(tmp_path, make_model(), export_checks=checks).files == ("model.onnx",)

@@ -547,7 +547,7 @@ def test_a_failure_mid_archive_stops_the_pipeline_and_leaves_no_temp(tmp_path: P
     # The second file is a FIFO: the reader fails after the first file's blocks are queued.
     export = tmp_path / "e"
     export.mkdir()
-    (export / "a.bin").write_bytes(os.urandom(3 * 1024 * 1024))
+    (export / "a.bin").write_bytes(os.urandom(5 * 1024 * 1024))  # threaded: over 4 MiB
     os.mkfifo(export / "b.fifo")
     with pytest.raises(PackageError, match="FIFO"):
         pack(export, ["a.bin", "b.fifo"], tmp_path / "out" / "model.tar.gz")
@@ -620,3 +620,24 @@ def test_keep_refuses_a_changed_or_missing_archive(archive: ArchiveInfo, tmp_pat
         )
         assert kept is None
         assert not dest.exists()
+
+
+def test_small_archives_are_packed_on_the_callers_thread_with_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import neobuild.archive as archive_mod
+
+    export = make_export(tmp_path / "export", private=False, mtime=1_000_000_000, order=FILES)
+    outputs = {}
+    for name, threshold in (("threads", 0), ("inline", 1 << 40)):
+        monkeypatch.setattr(archive_mod, "THREADED_MIN_BYTES", threshold)
+        started = set(_pack_threads())
+        outputs[name] = pack(export, FILES, tmp_path / name / "model.tar.gz", extra=EXTRA)
+        assert set(_pack_threads()) == started
+    assert outputs["threads"].path.read_bytes() == outputs["inline"].path.read_bytes()
+    assert outputs["threads"].file_hashes == outputs["inline"].file_hashes
+    # a failure on the caller's thread leaves no temp file either
+    os.mkfifo(export / "b.fifo")
+    with pytest.raises(PackageError, match="FIFO"):
+        pack(export, [*FILES, "b.fifo"], tmp_path / "bad" / "model.tar.gz")
+    assert list((tmp_path / "bad").iterdir()) == []
