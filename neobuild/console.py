@@ -19,8 +19,6 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from neobuild.results import json_text
-
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -104,6 +102,8 @@ def print_json(document: Any) -> None:
     deterministic): not sorted, so that ordered mappings such as a model's inputs keep
     their declared order.
     """
+    from neobuild.results import json_text  # here: `--help` needs none of results.py
+
     print_json_text(json_text(document))
 
 
