@@ -165,20 +165,23 @@ def export(output_dir, inputs):
 """
 
 
+def _export_to(root: Path, out: str, path: str = "m/export.py") -> ExportResult:
+    return run_export(
+        make_model(path=path),
+        root=root,
+        output_dir=root / out,
+        log_path=root / f"{out}.log",
+        python=PY,
+    )
+
+
 def test_where_onnx_is_loaded_the_export_process_runs_the_checker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(forkserver, "PREWARM", {"onnx": ("onnx",)})
     write(tmp_path, "m/export.py", ONNX_EXPORT)  # a graph with an operator onnx does not know
     write(tmp_path, "n/export.py", PPID_EXPORT)  # writes b"x" as model.onnx, imports no onnx
-    bad = run_export(
-        make_model(),
-        root=tmp_path,
-        output_dir=tmp_path / "a",
-        log_path=tmp_path / "a.log",
-        python=PY,
-    )
-    ((name, record),) = bad.checks["onnx.checker"].items()
+    ((name, record),) = _export_to(tmp_path, "a").checks["onnx.checker"].items()
     st = (tmp_path / "a" / "model.onnx").stat()
     assert name == "model.onnx" and "NoSuchOperator" in record["error"]
     assert (record["size"], record["mtime_ns"], record["ino"]) == (
@@ -187,13 +190,7 @@ def test_where_onnx_is_loaded_the_export_process_runs_the_checker(
         st.st_ino,
     )
     # the server's prewarm loaded onnx, so even an export that does not import it is checked
-    garbage = run_export(
-        make_model(path="n/export.py"),
-        root=tmp_path,
-        output_dir=tmp_path / "b",
-        log_path=tmp_path / "b.log",
-        python=PY,
-    )
+    garbage = _export_to(tmp_path, "b", "n/export.py")
     assert garbage.checks["onnx.checker"]["model.onnx"]["error"]
 
 
@@ -202,14 +199,7 @@ def test_without_onnx_loaded_the_export_process_leaves_the_check_to_neobuild(
 ) -> None:
     write(tmp_path, "n/export.py", PPID_EXPORT)
     with forkserver.session(enabled=False):
-        result = run_export(
-            make_model(path="n/export.py"),
-            root=tmp_path,
-            output_dir=tmp_path / "b",
-            log_path=tmp_path / "b.log",
-            python=PY,
-        )
-    assert result.checks == {}
+        assert _export_to(tmp_path, "b", "n/export.py").checks == {}
 
 
 PARENT = """
