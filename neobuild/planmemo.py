@@ -44,7 +44,9 @@ def lookup(root: Path, memo_key: bytes) -> PlanOutput | None:
         return None
     try:
         deps = Deps.from_data(payload["deps"])
-        if deps.manifest is None or not deps.holds() or not inputs_hold(deps.manifest):
+        if deps.manifest is None or not deps.holds():
+            return None
+        if not inputs_hold(deps.manifest, known=deps.paths):
             return None
         return PlanOutput(
             document=payload["document"],
