@@ -302,12 +302,12 @@ def _nothing_to_build(
     Decided under the build lock, as a full run would, so a concurrent build is waited
     for (``--wait-lock``) or refused the same way.
     """
-    from neobuild import scheduler
+    from neobuild.buildlock import build_lock
     from neobuild.results import BuildReport, ModelReport
 
     if junit is not None:
         _check_writable(junit)
-    with scheduler.build_lock(manifest_path.absolute().parent, wait=wait):
+    with build_lock(manifest_path.absolute().parent, wait=wait):
         the_plan = _remembered_plan(manifest_path, (), None, False)
     if the_plan.stale_count:
         return None  # something to build or prune: the full run plans again under its lock
@@ -387,14 +387,15 @@ def check(
     out: Output | None = None,
 ) -> CheckReport:
     """Compile packed models locally with TVM/Treelite; see :mod:`neobuild.compilecheck`."""
-    from neobuild import compilecheck, scheduler
+    from neobuild import compilecheck
+    from neobuild.buildlock import build_lock
 
     output = out or Output()
     started = time.monotonic()
     manifest = _load(manifest_path)
     models = _select(manifest, patterns, all_models, None, require=True, command="check")
     # The build lock: a concurrent `package` must not swap an export out under the check.
-    with scheduler.build_lock(manifest.root, wait=False):
+    with build_lock(manifest.root, wait=False):
         results = compilecheck.check_packed(
             manifest, models, lambda r: output.detail(f"{r.model}: {r.summary()}")
         )

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from neobuild.depends import Deps
-from neobuild.manifest.cache import inputs_hold
+from neobuild.probes import inputs_hold
 from neobuild.results import PlanOutput
 from neobuild.statefile import StateFile
 

@@ -10,78 +10,23 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import json
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neobuild import outputs, pipeline
+from neobuild.buildlock import build_lock
 from neobuild.console import Output
-from neobuild.errors import LockError, NeobuildError, UsageError
+from neobuild.errors import NeobuildError, UsageError
 from neobuild.gitignore import STATE_DIR
 from neobuild.model import Manifest, Model, repo_relative
 from neobuild.results import ModelReport
 
 if TYPE_CHECKING:
     from neobuild.lockfile import Lock, LockEntry
-
-
-@contextlib.contextmanager
-def build_lock(root: Path, *, wait: bool) -> Iterator[None]:
-    """Hold the repository's build lock; say who holds it when it is taken.
-
-    The lock is an ``flock`` on ``.neobuild/build.lock``: the kernel releases it when
-    its holder dies, so a lock left by a killed run is never stale.
-    """
-    import filelock
-
-    from neobuild.gitignore import state_dir
-
-    state = state_dir(root)
-    holder_file = state / "build.lock.json"
-    lock = filelock.FileLock(str(state / "build.lock"))
-    try:
-        lock.acquire(timeout=-1 if wait else 0)
-    except filelock.Timeout:
-        holder = _read_holder(holder_file)
-        raise LockError(
-            f"another neobuild run is building in {root}{holder}",
-            hint="wait for it to finish, or rerun with --wait-lock to queue behind it",
-        ) from None
-    try:
-        from neobuild.atomic import atomic_write_text
-
-        atomic_write_text(
-            holder_file,
-            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}),
-        )
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            holder_file.unlink()
-        lock.release()
-
-
-def _read_holder(path: Path) -> str:
-    """`` (pid N on HOST, since HH:MM:SS)`` from the holder file, when it names a live run."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        pid, host = int(data["pid"]), str(data["host"])
-        started = time.strftime("%H:%M:%S", time.localtime(float(data["started"])))
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
-    if host == socket.gethostname():
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return ""  # a killed run's leftover file; the lock holder is another run
-        except PermissionError:
-            pass
-    return f" (pid {pid} on {host}, since {started})"
 
 
 # --------------------------------------------------------------------------- before the run
