@@ -306,6 +306,24 @@ def plan_scenarios(repeat: int, root: Path, n: int) -> list[Row]:
             cpu_note(),
         )
     )
+    memo = root / ".neobuild" / "planmemo"
+
+    def plan_without_memo() -> float:
+        memo.unlink(missing_ok=True)  # the stat and lock caches stay warm
+        return timed(neobuild("plan", "--json"), root)
+
+    a, b = ab(repeat, plan_without_memo, lambda: timed(dvc_status, root, check=False))
+    rows.append(
+        (
+            f"`plan`, nothing changed, plan memo deleted ({n} models)",
+            fmt(a),
+            f"`dvc status` {fmt(b)}",
+            f"{b / a:.0f}x faster",
+            "-",
+            cpu_note(),
+        )
+    )
+    timed(neobuild("plan", "--json"), root)  # remember the plan again
     a, b = ab(
         repeat,
         lambda: timed(neobuild("package", "--all", "--allow-incomplete"), root),
