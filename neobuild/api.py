@@ -299,16 +299,17 @@ def _nothing_to_build(
     """``package --all`` when the plan (memo) says every model is fresh: the report of a
     run that builds nothing, without loading the manifest; None when anything is stale.
 
-    Decided under the build lock, as a full run would, so a concurrent build is waited
-    for (``--wait-lock``) or refused the same way.
+    Read-only, so it takes no build lock: taking it here and again for the full run
+    would let another run in between the two. While another run builds, what it is
+    changing reads as stale (or racy), so this run goes on to the full run, which waits
+    for the lock (``--wait-lock``) or names the holder.
     """
-    from neobuild.buildlock import build_lock
     from neobuild.results import BuildReport, ModelReport
 
+    del wait  # the full run's lock decides
     if junit is not None:
         _check_writable(junit)
-    with build_lock(manifest_path.absolute().parent, wait=wait):
-        the_plan = _remembered_plan(manifest_path, (), None, False)
+    the_plan = _remembered_plan(manifest_path, (), None, False)
     if the_plan.stale_count:
         return None  # something to build or prune: the full run plans again under its lock
     for warning in the_plan.warnings:
