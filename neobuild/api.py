@@ -242,7 +242,7 @@ def package(
     out = out or Output()
     started = time.monotonic()
     if all_models and not patterns and not force and since is None and shard is None:
-        nothing = _nothing_to_build(manifest_path, wait=wait, junit=junit, out=out, started=started)
+        nothing = _nothing_to_build(manifest_path, junit=junit, out=out, started=started)
         if nothing is not None:
             return nothing
     manifest = _load(manifest_path)
@@ -294,19 +294,18 @@ def package(
 
 
 def _nothing_to_build(
-    manifest_path: Path, *, wait: bool, junit: Path | None, out: Output, started: float
+    manifest_path: Path, *, junit: Path | None, out: Output, started: float
 ) -> BuildReport | None:
     """``package --all`` when the plan (memo) says every model is fresh: the report of a
     run that builds nothing, without loading the manifest; None when anything is stale.
 
     Read-only, so it takes no build lock: taking it here and again for the full run
     would let another run in between the two. While another run builds, what it is
-    changing reads as stale (or racy), so this run goes on to the full run, which waits
-    for the lock (``--wait-lock``) or names the holder.
+    changing reads as stale (or racy), so this run goes on to the full run, whose lock
+    decides: it waits (``--wait-lock``) or names the holder.
     """
     from neobuild.results import BuildReport, ModelReport
 
-    del wait  # the full run's lock decides
     if junit is not None:
         _check_writable(junit)
     the_plan = _remembered_plan(manifest_path, (), None, False)
