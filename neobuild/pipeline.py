@@ -154,7 +154,7 @@ def build_model(
         if reuse is not None:
             # Only render-only settings changed: pack the verified previous export again.
             shutil.copytree(reuse.directory, export_dir)
-            exported_with = reuse.exported_with
+            exported_with = dict(reuse.previous.exported_with)
             report.message = "export reused: only request/render settings changed"
         else:
             export_dir.mkdir()
@@ -333,8 +333,7 @@ class ReusedExport:
     """A previous, verified export that a rebuild packs again instead of re-running it."""
 
     directory: Path
-    exported_with: dict[str, str]
-    previous: LockEntry | None = None
+    previous: LockEntry  # its lock entry: what exported it, its files, its archive
 
 
 def _kept_archive(
@@ -352,8 +351,10 @@ def _kept_archive(
     """
     from neobuild.archive import hash_bytes, keep
 
-    previous = reuse.previous if reuse is not None else None
-    if previous is None or sorted(files) != sorted(previous.files):
+    if reuse is None:
+        return None
+    previous = reuse.previous
+    if sorted(files) != sorted(previous.files):
         return None
     for name, data in extras.items():
         record = previous.outputs.get(name)
@@ -407,9 +408,7 @@ def reusable_export(
                 return None
     except OSError:
         return None
-    return ReusedExport(
-        directory=export, exported_with=dict(previous.exported_with), previous=previous
-    )
+    return ReusedExport(directory=export, previous=previous)
 
 
 #: A failed export with more files than this is removed, not kept in ``.failed/``.
