@@ -29,6 +29,7 @@ from neobuild.errors import (
     EXIT_FAILED,
     EXIT_OK,
     BuildInterrupted,
+    Signalled,
     UsageError,
 )
 
@@ -618,13 +619,20 @@ def _confirm_stop(jobs: Any) -> bool:
     )
 
 
-def _terminate(signum: int, frame: object) -> None:
+def _interrupt(signum: int, frame: object) -> None:
     # CI cancels with SIGTERM: treat it like Ctrl-C, so running exports are stopped
-    # and nothing half-built is kept.
-    raise KeyboardInterrupt
+    # and nothing half-built is kept. Signalled, not KeyboardInterrupt: see its docstring.
+    raise Signalled(signal.Signals(signum).name)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM, and Ctrl-C unless it is ignored, into :class:`Signalled`."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
 
 
 def main() -> None:
     """Console-script entry point."""
-    signal.signal(signal.SIGTERM, _terminate)
+    install_signal_handlers()
     app(prog_name="neobuild")

@@ -216,6 +216,16 @@ class Interrupted(NeobuildError):
     exit_code = EXIT_INTERRUPTED
 
 
+class Signalled(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised by the CLI's own signal handler.
+
+    A subclass, not ``KeyboardInterrupt`` itself: CPython ends a process with SIGINT
+    (exit -2, not 130) when a bare ``KeyboardInterrupt`` was ever raised inside code run
+    by ``exec`` of a string (dataclasses and namedtuples are made that way), even when
+    neobuild caught it and reported the interrupted run. Its subclasses are exempt.
+    """
+
+
 class BuildInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM ended a ``package`` run; ``report`` says what finished.
 

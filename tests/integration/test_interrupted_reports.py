@@ -11,6 +11,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 from e2e_helpers import GIT_ENV, write_tree
 from everyday_project import EXPORT, write_project
 
@@ -82,3 +83,35 @@ def test_sigterm_still_writes_json_and_junit(tmp_path: Path) -> None:
     assert cases["fast"].find("failure") is None
     assert cases["slow"].find("failure") is not None
     assert "interrupted" in stderr
+
+
+#: Sends itself ``SIG`` while code made by ``exec`` of a string runs (as a dataclass's
+#: generated ``__init__`` is made), catches the interrupt as neobuild's error boundary
+#: does, and exits 130, as ``python -m neobuild`` does.
+SIGNAL_IN_EXEC = """
+import os, signal, sys, time
+from neobuild import cli
+
+cli.install_signal_handlers()
+try:
+    exec("os.kill(os.getpid(), signal.{sig})\\ntime.sleep(10)")
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_interrupt_inside_generated_code_still_exits_130(tmp_path: Path, sig: str) -> None:
+    """Run as a module (``python -m``), CPython exits by SIGINT (-2) once a bare
+    KeyboardInterrupt went through an exec'd string, even when it was caught: CI once saw a
+    cancelled run report everything and then exit -2. neobuild's handler raises a subclass,
+    which CPython exempts."""
+    (tmp_path / "interrupt_probe.py").write_text(SIGNAL_IN_EXEC.format(sig=sig))
+    proc = subprocess.run(
+        [sys.executable, "-m", "interrupt_probe"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 130, proc.stderr
