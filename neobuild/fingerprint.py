@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from neobuild import __version__
+from neobuild.errors import ManifestError
 from neobuild.model import Manifest, Model
 from neobuild.sources import SourceIndex
 from neobuild.sources import glob_regex as glob_regex  # tests/test_fingerprint.py
@@ -195,10 +196,25 @@ def source_patterns(model: Model) -> tuple[str, ...]:
 
 
 def source_files(model: Model, index: SourceIndex) -> dict[str, os.stat_result]:
-    """The files that are a model's sources: its globs' matches plus its export file."""
+    """The files that are a model's sources: its globs' matches plus its export file.
+
+    Raises:
+        ManifestError: one of them is a symlink whose target is outside the repository.
+    """
     files = index.match(source_patterns(model))
     if model.export.path and model.export.path not in files:
         files.update(index.match([model.export.path]))
+    if index.outside:
+        leaving = sorted(p for p in files if p in index.outside)
+        if leaving:
+            shown = ", ".join(f"{p} -> {index.outside[p]}" for p in leaving[:5])
+            more = f" and {len(leaving) - 5} more" if len(leaving) > 5 else ""
+            raise ManifestError(
+                f"model {model.name!r}: its sources include symlinks that lead outside the "
+                f"repository: {shown}{more}",
+                hint="copy the file into the repository, or narrow the model's `sources` so "
+                "that it leaves the link out",
+            )
     return files
 
 

@@ -45,7 +45,8 @@ class SourceIndex:
 
     Directories named in :data:`PRUNED_DIRS` and the build directory are not walked.
     File symlinks count (their target's content is hashed); directory symlinks are
-    not followed.
+    not followed. A file symlink whose target is outside the repository is listed in
+    :attr:`outside` (repo-relative path -> target), for the caller to refuse.
     """
 
     def __init__(self, root: Path, *, build_dir: Path | None = None) -> None:
@@ -53,6 +54,14 @@ class SourceIndex:
         self._build_dir = build_dir.resolve() if build_dir is not None else None
         self._build_dir_text = os.fspath(self._build_dir) if self._build_dir is not None else None
         self._walked: dict[str, tuple[list[str], dict[str, os.stat_result]]] = {}
+        self._root_prefix = os.path.join(os.fspath(self.root), "")
+        self.outside: dict[str, str] = {}
+
+    def _note_link(self, path: str, rel: str) -> None:
+        """Record ``rel`` in :attr:`outside` when the symlink ``path`` leads out of the repo."""
+        target = os.path.realpath(path)
+        if not target.startswith(self._root_prefix):
+            self.outside[rel] = target
 
     def files_under(self, prefix: str) -> dict[str, os.stat_result]:
         """Every file below the repo-relative directory ``prefix`` ("" for the root)."""
@@ -95,6 +104,8 @@ class SourceIndex:
                 elif entry.is_file():
                     if not rel and entry.name in IGNORED_ROOT_FILES:
                         continue
+                    if entry.is_symlink():
+                        self._note_link(entry.path, path)
                     out[path] = entry.stat()
             except OSError:
                 continue
@@ -120,6 +131,8 @@ class SourceIndex:
                     depends.note_absent(os.fspath(target))
                     continue
                 if os.path.isfile(target):
+                    if os.path.islink(target):
+                        self._note_link(os.fspath(target), pattern)
                     out[pattern] = st
                 else:
                     out.update(self.files_under(pattern))

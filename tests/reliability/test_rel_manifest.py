@@ -172,3 +172,19 @@ def test_thousands_of_bad_values_are_counted_not_listed(repo: Path, where: str) 
     more = re.search(r"and (\d+) more problem\(s\) like the ones above", outcome.output)
     assert more is not None, outcome.output
     assert int(more.group(1)) + listed - 1 >= n - 1
+
+
+def test_a_file_symlink_deep_in_sources_that_leads_out_is_refused(tmp_path: Path) -> None:
+    """Not only the sources' directory: a file link found by the walk may not lead out."""
+    root = make_repo(tmp_path / "repo")
+    (root / "models" / "a" / "data").mkdir()
+    (root / "models" / "a" / "data" / "inside.py").symlink_to(root / "models" / "b" / "export.py")
+    assert run(root, "plan").code == 0  # a link that stays inside is a source like any file
+    (root / "models" / "a" / "data" / "secret").symlink_to(root.parent / "repo-outside" / "x.yaml")
+    outcome = run(root, "plan")
+    assert outcome.code == 2, outcome.output
+    assert "'a'" in outcome.output and "lead outside the repository" in outcome.output
+    assert "models/a/data/secret ->" in outcome.output
+    # The other models' sources do not include the link: only the model that does fails.
+    (root / "neo.yaml").write_text(VALID.replace('"models/a/**"', '"models/a/export.py"'))
+    assert run(root, "plan").code == 0
