@@ -1,4 +1,4 @@
-"""Deterministic, streamed ``model.tar.gz`` archives: writing, checking and reading them.
+"""Deterministic, streamed ``model.tar.gz`` archives: packing them, or keeping the last one.
 
 The archive is what SageMaker Neo reads, and its sha256 is what ``neo.lock`` records, so the
 same files must give the same bytes on any machine, on any day:
@@ -10,8 +10,9 @@ same files must give the same bytes on any machine, on any day:
   non-ASCII path or a file over 8 GiB, and never carries a time;
 * gzip header with mtime 0, no file name, OS byte 255 ("unknown").
 
-The tar headers are written by this module (Python's ``tarfile`` output has changed between
-releases), so the bytes do not depend on the Python version; ``tarfile`` only reads.
+The tar headers are written by :mod:`neobuild.tarformat`, not by ``tarfile`` (whose output
+has changed between releases), so the bytes do not depend on the Python version. Reading
+and checking an existing archive is :mod:`neobuild.archivecheck`.
 
 Packing is one streaming pass: tar -> deflate -> a writer that hashes the compressed bytes
 and writes them to a temporary file beside the destination, renamed into place at the end
@@ -42,12 +43,9 @@ import os
 import posixpath
 import shutil
 import stat
-import tarfile
-import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, cast
 
 from neobuild import hashing
 from neobuild.atomic import atomic_writer
@@ -58,30 +56,27 @@ from neobuild.gzipstream import (
     COMPRESSOR,
     THREADED_MIN_BYTES,
     GzipHashWriter,
-    isal_zlib,
 )
 from neobuild.hashing import BLOCK_SIZE, hash_bytes
+from neobuild.tarformat import (
+    BLOCK,
+    EXEC_MODE,
+    FILE_MODE,
+    RECORD,
+    is_drive_path,
+    member_header,
+    padding,
+)
 
 __all__ = [
     "COMPRESSOR",
     "COMPRESS_LEVEL",
     "ArchiveInfo",
-    "check_archive",
     "hash_bytes",
     "hash_file",
     "keep",
     "pack",
-    "read_members",
 ]
-
-# What a corrupt archive raises while it is read.
-_READ_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, tarfile.TarError, zlib.error)
-if isal_zlib is not None:
-    _READ_ERRORS += (isal_zlib.error,)
-
-FILE_MODE = 0o644
-EXEC_MODE = 0o755
-DIR_MODE = 0o755
 
 _HINT_EXPORT = "make the export write plain regular files inside its output directory"
 
@@ -134,7 +129,7 @@ def _check_member_path(name: str, *, what: str) -> str:
     """Return ``name`` if it is a clean relative posix path, else raise PackageError."""
     if not name or name != name.strip() or "\\" in name or "\x00" in name or not _utf8(name):
         raise PackageError(f"{what} {name!r}: not a usable archive path", hint=_HINT_EXPORT)
-    if name.startswith("/") or _is_drive_path(name):
+    if name.startswith("/") or is_drive_path(name):
         raise PackageError(
             f"{what} {name!r}: absolute paths cannot go into an archive", hint=_HINT_EXPORT
         )
@@ -150,11 +145,6 @@ def _check_member_path(name: str, *, what: str) -> str:
             hint=_HINT_EXPORT,
         )
     return normal
-
-
-def _is_drive_path(name: str) -> bool:
-    """True for Windows-style drive paths (``C:/x``), which are absolute somewhere."""
-    return len(name) >= 2 and name[1] == ":" and name[0].isalpha()
 
 
 def _check_parents(export_dir: Path, name: str) -> None:
@@ -176,92 +166,6 @@ def _check_parents(export_dir: Path, name: str) -> None:
                 "links cannot go into an archive",
                 hint=_HINT_EXPORT,
             )
-
-
-# --------------------------------------------------------------------------- tar headers
-# The tar stream is written here, not by ``tarfile``: tarfile's header bytes have changed
-# between Python releases (device fields in 3.9, bpo-18819; zeroed ustar fields, bpo-45863),
-# and an archive hash in neo.lock must not depend on the Python that built it. The layout
-# is POSIX ustar with pax extended headers (IEEE Std 1003.1-2017, "pax" format), field by
-# field what Python 3.11's tarfile writes in PAX_FORMAT; tarfile is only used to read.
-
-_BLOCK = 512
-_RECORD = 20 * _BLOCK  # archives are padded to a whole record, like tar and tarfile
-_USTAR_MAGIC = b"ustar\x0000"
-_PAX_NAME = "././@PaxHeader"
-_MAX_SIZE = 8**11 - 1  # the largest size the 12-byte octal field holds (8 GiB - 1)
-
-
-def _field(text: str, length: int) -> bytes:
-    data = text.encode("ascii", "replace")[:length]
-    return data + b"\0" * (length - len(data))
-
-
-def _octal(value: int, length: int) -> bytes:
-    return b"%0*o\0" % (length - 1, value)
-
-
-def _header(name: str, *, size: int, mode: int, kind: bytes) -> bytes:
-    """One 512-byte ustar header; uid/gid 0, no user or group names, mtime 0."""
-    block = b"".join(
-        [
-            _field(name, 100),
-            _octal(mode, 8),
-            _octal(0, 8),  # uid
-            _octal(0, 8),  # gid
-            _octal(size, 12),
-            _octal(0, 12),  # mtime
-            b" " * 8,  # checksum, computed below with this field as spaces
-            kind,
-            _field("", 100),  # linkname
-            _USTAR_MAGIC,
-            _field("", 32),  # uname
-            _field("", 32),  # gname
-            _field("", 8),  # devmajor: only set for devices
-            _field("", 8),  # devminor
-            _field("", 155),  # prefix: unused, long names go in a pax header
-        ]
-    ).ljust(_BLOCK, b"\0")
-    checksum = b"%06o\0" % sum(block)
-    return block[:148] + checksum + block[155:]
-
-
-def _pax_records(records: list[tuple[str, str]]) -> bytes:
-    """pax ``"<len> <key>=<value>\\n"`` records; <len> counts the whole record, itself too."""
-    out = b""
-    for key, value in records:
-        body = b" " + key.encode("utf-8") + b"=" + value.encode("utf-8") + b"\n"
-        length = len(body)
-        while len(str(length)) + len(body) != length:
-            length = len(str(length)) + len(body)
-        out += str(length).encode("ascii") + body
-    return out
-
-
-def _padding(size: int) -> bytes:
-    return b"\0" * (-size % _BLOCK)
-
-
-def _member_header(
-    name: str, *, size: int = 0, mode: int = FILE_MODE, is_dir: bool = False
-) -> bytes:
-    """The header block(s) of one member: a pax header first when the ustar fields cannot
-    hold the name (over 100 bytes, or not ASCII) or the size (8 GiB and more)."""
-    if is_dir:
-        name, mode, size, kind = name + "/", DIR_MODE, 0, b"5"
-    else:
-        kind = b"0"
-    records: list[tuple[str, str]] = []
-    if len(name) > 100 or not name.isascii():
-        records.append(("path", name))
-    if size > _MAX_SIZE:
-        records.append(("size", str(size)))
-    ustar = _header(name, size=0 if size > _MAX_SIZE else size, mode=mode, kind=kind)
-    if not records:
-        return ustar
-    payload = _pax_records(records)
-    pax = _header(_PAX_NAME, size=len(payload), mode=0, kind=b"x")
-    return pax + payload + _padding(len(payload)) + ustar
 
 
 @dataclass(frozen=True)
@@ -362,7 +266,7 @@ def _add_file(out: GzipHashWriter, entry: _Entry) -> tuple[int, str]:
         os.set_blocking(fd, True)
         size = st.st_size
         mode = EXEC_MODE if st.st_mode & 0o111 else FILE_MODE
-        out.write(_member_header(entry.name, size=size, mode=mode))
+        out.write(member_header(entry.name, size=size, mode=mode))
         digest = hashlib.sha256()
         left = size
         while left:
@@ -375,7 +279,7 @@ def _add_file(out: GzipHashWriter, entry: _Entry) -> tuple[int, str]:
             digest.update(block)
             out.write(block)
             left -= len(block)
-        out.write(_padding(size))
+        out.write(padding(size))
     return size, "sha256:" + digest.hexdigest()
 
 
@@ -419,16 +323,16 @@ def pack(
             try:
                 for entry in entries:
                     if entry.is_dir:
-                        writer.write(_member_header(entry.name, is_dir=True))
+                        writer.write(member_header(entry.name, is_dir=True))
                     elif entry.data is not None:
-                        writer.write(_member_header(entry.name, size=len(entry.data)))
-                        writer.write(entry.data + _padding(len(entry.data)))
+                        writer.write(member_header(entry.name, size=len(entry.data)))
+                        writer.write(entry.data + padding(len(entry.data)))
                         sizes[entry.name] = len(entry.data)
                         hashes[entry.name] = hash_bytes(entry.data)
                     else:
                         sizes[entry.name], hashes[entry.name] = _add_file(writer, entry)
-                writer.write(b"\0" * (2 * _BLOCK))  # end-of-archive marker
-                writer.write(b"\0" * (-writer.tell() % _RECORD))
+                writer.write(b"\0" * (2 * BLOCK))  # end-of-archive marker
+                writer.write(b"\0" * (-writer.tell() % RECORD))
                 writer.finish()
             finally:
                 writer.close()  # on an error: stop the stages before the temp file goes
@@ -502,97 +406,3 @@ def keep(
         file_hashes=hashes,
         file_sizes=sizes,
     )
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _open_gzip(path: Path) -> BinaryIO:
-    if isal_zlib is not None:
-        from isal import igzip
-
-        return cast(BinaryIO, igzip.open(path, "rb"))  # type: ignore[no-untyped-call]
-    import gzip
-
-    return cast(BinaryIO, gzip.open(path, "rb"))
-
-
-def _iter_members(path: Path) -> Iterable[tarfile.TarInfo]:
-    """Stream the members of a gzip tar; raises OSError/tarfile errors on a bad archive."""
-    with _open_gzip(path) as raw, tarfile.open(fileobj=raw, mode="r|") as tar:
-        yield from tar
-
-
-def _magic(path: Path) -> bytes:
-    with open(path, "rb") as stream:
-        return stream.read(4)
-
-
-def _member_name(info: tarfile.TarInfo) -> str:
-    return info.name + "/" if info.isdir() else info.name
-
-
-def _member_problems(info: tarfile.TarInfo) -> list[str]:
-    name = info.name
-    problems: list[str] = []
-    if info.issym():
-        problems.append(f"{name}: a symlink (to {info.linkname!r}); Neo cannot extract links")
-    elif info.islnk():
-        problems.append(f"{name}: a hardlink (to {info.linkname!r}); Neo cannot extract links")
-    elif not (info.isreg() or info.isdir()):
-        problems.append(f"{name}: not a regular file or directory (a device or FIFO)")
-    if name.startswith("/") or _is_drive_path(name):
-        problems.append(f"{name}: an absolute path")
-    if ".." in name.split("/"):
-        problems.append(f"{name}: a '..' path that points outside the archive")
-    return problems
-
-
-def check_archive(path: Path) -> list[str]:
-    """Every problem that would stop Neo from using ``path`` as its input archive.
-
-    Checks: the file is gzip-compressed, the content is a tar, and every member is a regular
-    file or directory with a relative path without ``..`` (no links, devices or FIFOs).
-
-    Args:
-        path: The archive to check.
-
-    Returns:
-        The problems, one sentence each; empty when the archive is fine.
-    """
-    path = Path(path)
-    try:
-        magic = _magic(path)
-    except OSError as exc:
-        return [f"{path}: cannot be read: {exc.strerror or exc}"]
-    if magic[:2] != b"\x1f\x8b":
-        if magic == b"PK\x03\x04":
-            return [f"{path}: a zip archive, not a gzip-compressed tar"]
-        return [f"{path}: not gzip-compressed (Neo needs a .tar.gz)"]
-    problems: list[str] = []
-    count = 0
-    try:
-        for info in _iter_members(path):
-            count += 1
-            problems.extend(f"{path}: member {p}" for p in _member_problems(info))
-    except _READ_ERRORS as exc:
-        problems.append(f"{path}: not a valid gzip-compressed tar ({exc})")
-        return problems
-    if count == 0:
-        problems.append(f"{path}: an empty archive")
-    return problems
-
-
-def read_members(path: Path) -> list[str]:
-    """The member paths of a ``.tar.gz``, in archive order (directories end with ``/``).
-
-    Raises:
-        PackageError: the file is missing or not a gzip-compressed tar.
-    """
-    try:
-        return [_member_name(info) for info in _iter_members(Path(path))]
-    except _READ_ERRORS as exc:
-        raise PackageError(
-            f"{path}: not a readable gzip-compressed tar ({exc})",
-            hint="delete it and run `neobuild package` again",
-        ) from exc

@@ -20,13 +20,12 @@ import pytest
 
 from neobuild.archive import (
     ArchiveInfo,
-    check_archive,
     hash_bytes,
     hash_file,
     keep,
     pack,
-    read_members,
 )
+from neobuild.archivecheck import check_archive, read_members
 from neobuild.errors import PackageError
 
 FILES = [
@@ -459,14 +458,14 @@ def test_long_and_non_ascii_names_get_a_path_header_and_nothing_else(tmp_path: P
 
 
 def test_sizes_of_8_gib_and_more_go_in_a_pax_size_record() -> None:
-    from neobuild.archive import _member_header
+    from neobuild.tarformat import member_header
 
     for size, pax in (
         (8**11 - 1, {}),
         (8**11, {"size": str(8**11)}),
         (2**40, {"size": str(2**40)}),
     ):
-        header = _member_header("big.bin", size=size)
+        header = member_header("big.bin", size=size)
         with tarfile.open(fileobj=io.BytesIO(header + bytes(1024)), mode="r:") as tar:
             first = tar.firstmember
             assert first is not None
@@ -500,13 +499,13 @@ WITHOUT_ISAL = textwrap.dedent(
     from pathlib import Path
     sys.modules["isal"] = None  # import isal -> ImportError, as on a platform without it
     sys.path.insert(0, sys.argv[1])
-    from neobuild import archive
+    from neobuild import archive, archivecheck
     from tests.integration.test_package import make_export, FILES, EXTRA
     export = make_export(Path(sys.argv[2]), private=False, mtime=0, order=FILES)
     info = archive.pack(export, FILES, Path(sys.argv[3]), extra=EXTRA)
     print(json.dumps({"compressor": archive.COMPRESSOR, "sha256": info.sha256,
-                      "members": archive.read_members(info.path),
-                      "problems": archive.check_archive(info.path)}))
+                      "members": archivecheck.read_members(info.path),
+                      "problems": archivecheck.check_archive(info.path)}))
     """
 )
 
