@@ -1,4 +1,11 @@
-"""The one module that talks to AWS (boto3/botocore): S3 uploads and Neo compilation jobs.
+"""The AWS client: S3 uploads and reads, and SageMaker Neo compilation jobs (boto3).
+
+:class:`Aws` holds the boto3 clients for one region and makes every request neobuild
+sends (:func:`connect` builds one); :class:`UploadResult`, :class:`ObjectInfo`,
+:class:`JobInfo` and :class:`JobSummary` are what its answers are read into. How a
+failure reads is :mod:`neobuild.awserrors`'s job; botocore's check of a request before
+it is sent is :mod:`neobuild.requestshape`'s. These three are the only modules that
+import boto3 or botocore, and this is the only one that imports boto3.
 
 boto3 and botocore are imported inside functions, so that ``neobuild --help`` and every
 command that never reaches AWS stay fast. botocore is a core dependency (the request
@@ -17,49 +24,27 @@ enters, with a hint saying what to do. Nothing here logs or returns credentials.
 from __future__ import annotations
 
 import base64
-import contextlib
-import functools
 import hashlib
 import importlib.util
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from neobuild import __version__
-from neobuild.errors import AwsError, JobExistsError, ThrottledError, UsageError
+from neobuild.awserrors import aws_errors, client_message, error_code, unless_missing, wrap_error
+from neobuild.errors import AwsError, JobExistsError, UsageError
 from neobuild.hashing import hash_file
 
 #: CompilationJobStatus values that end a job (NEO_REFERENCE §1.4).
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "STOPPED"})
 
-#: Error codes that mean "slow down", whatever the service calls them.
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "ProvisionedThroughputExceededException",
-        "SlowDown",
-        "PriorRequestNotComplete",
-    }
-)
-
 #: Objects up to this size are sent with one PutObject carrying ChecksumSHA256.
 SINGLE_PUT_LIMIT = 64 * 1024 * 1024
 
 _S3_URI = re.compile(r"s3://([^/]+)/(.+)")
-#: Error codes S3 answers for a missing object.
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
-
-_T = TypeVar("_T")
 
 
 # --------------------------------------------------------------------------- install
@@ -79,183 +64,6 @@ def require_boto3() -> None:
             "talking to AWS needs boto3, which is not installed",
             hint='install the aws extra: pip install "neobuild[aws]"',
         )
-
-
-# --------------------------------------------------------------------------- validation
-
-
-_SHAPE_LOCK = threading.Lock()
-
-
-def _create_job_input_shape() -> Any:
-    """CreateCompilationJob's input shape, loaded once a process (~0.4 s: botocore reads the
-    whole SageMaker service model); parallel builds wait for one load instead of each
-    doing it."""
-    with _SHAPE_LOCK:
-        return _load_create_job_input_shape()
-
-
-@functools.lru_cache(maxsize=1)
-def _load_create_job_input_shape() -> Any:
-    from botocore.session import get_session
-
-    service = get_session().get_service_model("sagemaker")
-    return service.operation_model("CreateCompilationJob").input_shape
-
-
-def warm_validator() -> None:
-    """Load what :func:`validate_request_with_botocore` needs, e.g. on a background thread
-    while exports run; a missing botocore is left for the validation to report."""
-    with contextlib.suppress(ImportError):
-        import botocore.validate  # noqa: F401 - imported for its cost, now
-
-        _create_job_input_shape()
-
-
-def validate_request_with_botocore(request: Mapping[str, Any]) -> list[str]:
-    """Check a CreateCompilationJob request with botocore's own client-side validator.
-
-    botocore checks types, required members, unknown keys and minimum lengths/values
-    (not patterns, maxima or enums: NEO_REFERENCE §1.2). An unknown key can also mean
-    the installed botocore predates the field.
-
-    Args:
-        request: the request as it would be passed to ``create_compilation_job(**request)``.
-
-    Returns:
-        One sentence per problem; empty when botocore accepts the request.
-    """
-    import botocore
-    from botocore.validate import ParamValidator
-
-    report = ParamValidator().validate(dict(request), _create_job_input_shape())
-    if not report.has_errors():
-        return []
-    problems = [line.strip() for line in report.generate_report().splitlines() if line.strip()]
-    return [
-        f"{p} (if it is a real API field, botocore {botocore.__version__} is too old: upgrade boto3)"
-        if p.startswith("Unknown parameter")
-        else p
-        for p in problems
-    ]
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def error_code(exc: BaseException) -> str | None:
-    """The AWS error code of a botocore ClientError (``"ResourceInUse"``), else None."""
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code is not None else None
-    return None
-
-
-def is_throttling(exc: BaseException) -> bool:
-    """True when AWS asked us to slow down (the caller may retry later)."""
-    return error_code(exc) in THROTTLING_CODES
-
-
-def _client_message(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        error = response.get("Error", {})
-        code = error.get("Code") or response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = error.get("Message") or ""
-        return f"{code}: {message}".rstrip(": ") if code else str(exc)
-    return str(exc)
-
-
-def wrap_error(exc: BaseException, action: str) -> AwsError:
-    """Turn a botocore exception into an AwsError saying what failed and what to do.
-
-    Args:
-        exc: the exception botocore raised.
-        action: what neobuild was doing, e.g. ``"uploading s3://b/k"``.
-    """
-    from botocore import exceptions as bx
-
-    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return AwsError(
-            f"{action}: no AWS credentials found",
-            hint="set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), "
-            "run `aws sso login`, or run where an instance/role provides credentials",
-        )
-    if isinstance(exc, bx.ProfileNotFound):
-        return AwsError(
-            f"{action}: {exc}",
-            hint="check AWS_PROFILE against ~/.aws/config and ~/.aws/credentials",
-        )
-    if isinstance(exc, bx.NoRegionError):
-        return AwsError(
-            f"{action}: no AWS region configured",
-            hint="set compile.region in neo.yaml, or AWS_REGION / AWS_DEFAULT_REGION",
-        )
-    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ReadTimeoutError):
-        return AwsError(
-            f"{action}: could not reach AWS ({exc})",
-            hint="check the network, the region name and AWS_ENDPOINT_URL if it is set",
-        )
-    if isinstance(exc, bx.ParamValidationError):
-        return AwsError(f"{action}: botocore rejected the request: {exc}")
-    if isinstance(exc, bx.ClientError):
-        code = error_code(exc) or ""
-        text = f"{action}: {_client_message(exc)}"
-        if code in {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}:
-            return AwsError(text, hint="the AWS session has expired: refresh the credentials")
-        if code in {
-            "InvalidClientTokenId",
-            "UnrecognizedClientException",
-            "SignatureDoesNotMatch",
-            "InvalidAccessKeyId",
-        }:
-            return AwsError(text, hint="the AWS credentials are not valid: check AWS_PROFILE")
-        if code in {"AccessDenied", "AccessDeniedException", "403", "Forbidden"}:
-            return AwsError(
-                text,
-                hint="the caller lacks an IAM permission for this call (s3:PutObject, "
-                "s3:GetObject, s3:GetBucketLocation, sagemaker:CreateCompilationJob, "
-                "sagemaker:DescribeCompilationJob, iam:PassRole on the role)",
-            )
-        if code in {"NoSuchBucket"}:
-            return AwsError(text, hint="create the bucket, or fix compile.s3_prefix in neo.yaml")
-        if code in THROTTLING_CODES:
-            return ThrottledError(text, hint="AWS is throttling requests: wait a minute and re-run")
-        return AwsError(text)
-    if isinstance(exc, bx.BotoCoreError):
-        return AwsError(f"{action}: {exc}")
-    return AwsError(f"{action}: {type(exc).__name__}: {exc}")
-
-
-@contextmanager
-def aws_errors(action: str) -> Iterator[None]:
-    """Re-raise any botocore exception inside the block as an AwsError."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except (BotoCoreError, ClientError) as exc:
-        raise wrap_error(exc, action) from exc
-
-
-def unless_missing(action: str, call: Callable[[], _T]) -> _T | None:
-    """``call()``, or None when S3 answers "no such object"; any other failure as an AwsError.
-
-    Args:
-        action: what neobuild was doing, for the message, e.g. ``"reading s3://b/k"``.
-        call: the S3 request.
-    """
-    from botocore.exceptions import ClientError
-
-    try:
-        return call()
-    except ClientError as exc:
-        if error_code(exc) in _NOT_FOUND:
-            return None
-        raise wrap_error(exc, action) from exc
-    except Exception as exc:
-        raise wrap_error(exc, action) from exc
 
 
 # --------------------------------------------------------------------------- S3 URIs
@@ -595,7 +403,7 @@ class Aws:
                 raise JobExistsError(f"compilation job {name} already exists") from exc
             if error_code(exc) == "ResourceLimitExceeded":
                 raise AwsError(
-                    f"{action}: {_client_message(exc)}",
+                    f"{action}: {client_message(exc)}",
                     hint="too many compilation jobs are running in this account and region: "
                     "wait for some to finish or ask AWS for a higher quota",
                 ) from exc

@@ -179,7 +179,7 @@ class CacheError(NeobuildError):
 
 
 # --------------------------------------------------------------------------- compile jobs, compile check
-# Raised by aws.py, compile.py and compilecheck.py (issue 13: every exception in errors.py).
+# Raised by aws.py, awserrors.py, compile.py, jobwait.py and compilecheck.py.
 
 
 class ThrottledError(AwsError):

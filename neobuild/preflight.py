@@ -4,7 +4,7 @@
 can see (NEO_REFERENCE §1.1-§1.3 and §3): enums, ``re.fullmatch`` patterns, lengths,
 list sizes, the cross-field rules shared with the manifest validator
 (:func:`neobuild.neo.target_problems`), and botocore's own ``ParamValidator``
-(through :mod:`neobuild.aws`; botocore is a core dependency, boto3 is not needed). All
+(through :mod:`neobuild.requestshape`; botocore is a core dependency, boto3 is not needed). All
 problems are reported at once, each naming the model, target, field, rule and value.
 """
 
@@ -408,10 +408,10 @@ def _botocore_problems(request: Mapping[str, Any]) -> list[str]:
     is said once in the log instead of crashing.
     """
     global _warned_no_botocore
-    from neobuild import aws
+    from neobuild import requestshape
 
     try:
-        problems: list[str] = aws.validate_request_with_botocore(dict(request))
+        problems: list[str] = requestshape.validate_request_with_botocore(dict(request))
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.partition(".")[0] != "botocore":
             raise

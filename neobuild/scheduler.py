@@ -214,10 +214,12 @@ def run(
             if m not in stale:
                 reports[m.name] = ModelReport(name=m.name, status="fresh", message="up to date")
         if any(pipeline.writes_requests(m, options) for m in stale):
-            from neobuild import aws
+            from neobuild import requestshape
 
             # botocore's service model (~0.4 s) loads while the first exports run
-            threading.Thread(target=aws.warm_validator, name="neobuild-warm", daemon=True).start()
+            threading.Thread(
+                target=requestshape.warm_validator, name="neobuild-warm", daemon=True
+            ).start()
         ctx = pipeline.RunContext(
             manifest=manifest,
             options=options,

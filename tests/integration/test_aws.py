@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from neobuild import aws
+from neobuild import aws, requestshape
 from neobuild.errors import AwsError
 
 pytest_plugins = ["moto_server"]
@@ -44,7 +44,7 @@ def _archive(tmp_path: Path, content: bytes = b"not really a tarball") -> tuple[
 
 
 def test_botocore_accepts_a_good_request() -> None:
-    assert aws.validate_request_with_botocore(_request()) == []
+    assert requestshape.validate_request_with_botocore(_request()) == []
 
 
 def test_botocore_reports_every_problem_it_checks() -> None:
@@ -53,7 +53,7 @@ def test_botocore_reports_every_problem_it_checks() -> None:
     request["OutputConfig"]["CompilerOptions"] = "{}"
     request["OutputConfig"]["Foo"] = "bar"
     request["InputConfig"]["DataInputConfig"] = {"input0": [1]}
-    problems = aws.validate_request_with_botocore(request)
+    problems = requestshape.validate_request_with_botocore(request)
     assert len(problems) == 4, problems
     text = "\n".join(problems)
     assert 'Missing required parameter in input: "StoppingCondition"' in text
@@ -64,7 +64,7 @@ def test_botocore_reports_every_problem_it_checks() -> None:
 
 def test_botocore_does_not_check_patterns() -> None:
     # NEO_REFERENCE §1.2: that is neobuild's own validator's job.
-    assert aws.validate_request_with_botocore(_request(name="bad_name!")) == []
+    assert requestshape.validate_request_with_botocore(_request(name="bad_name!")) == []
 
 
 # ------------------------------------------------------------------ S3
@@ -222,7 +222,7 @@ def test_importing_neobuild_does_not_import_boto3() -> None:
     import sys
 
     code = (
-        "import sys, neobuild.cli, neobuild.aws, neobuild.compile, neobuild.buildcache, neobuild.reports;"
+        "import sys, neobuild.cli, neobuild.aws, neobuild.requestshape, neobuild.compile, neobuild.buildcache, neobuild.reports;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
