@@ -20,8 +20,8 @@ from neobuild.errors import BuildInterrupted, NeobuildError, UsageError
 
 if TYPE_CHECKING:
     from neobuild.add import AddResult, NewModel
-    from neobuild.compile import CompileResult
     from neobuild.compilecheck import CheckReport
+    from neobuild.compilejobs import CompileResult
     from neobuild.model import Manifest, Model
     from neobuild.results import BuildReport, PlanOutput, ValidateResult
     from neobuild.show import ShowResult
@@ -426,6 +426,7 @@ def compile(
 ) -> CompileResult:
     """Pre-flight requests; with ``submit`` upload and create the jobs (``wait``: poll them)."""
     from neobuild import compile as compile_mod
+    from neobuild.compilejobs import describe_event
 
     out = out or Output()
     manifest = _load(manifest_path)
@@ -438,7 +439,7 @@ def compile(
         submit=submit,
         wait=wait,
         on_event=lambda event: (out.detail if event.kind == "checked" else out.info)(
-            compile_mod.describe_event(event)
+            describe_event(event)
         ),
         confirm_stop=confirm_stop,
         raise_on_failure=False,

@@ -10,13 +10,14 @@ For every selected model and target that has a request file
    bucket's region is checked, ``model.tar.gz`` is uploaded to ``InputConfig.S3Uri`` (skipped
    when an object with the same sha256 is there), the object is checked and the job created;
 3. with ``wait``: ``DescribeCompilationJob`` is polled with backoff (botocore has no waiter)
-   until every job is COMPLETED, FAILED or STOPPED.
+   until every job is COMPLETED, FAILED or STOPPED (:mod:`neobuild.jobwait`).
 
 The lock records each job's name, ARN, status, output location (``S3ModelArtifacts``, read,
 never built), ``InferenceImage`` and artifact digest. A FAILED or STOPPED job raises
 :class:`CompileFailedError` quoting Neo's ``FailureReason`` verbatim with model and target.
 The caller owns the terminal: progress goes to ``on_event``, and on Ctrl-C ``confirm_stop``
-decides whether the running jobs are stopped.
+decides whether the running jobs are stopped. The items, result and events this module
+returns and reports are defined in :mod:`neobuild.compilejobs`.
 """
 
 from __future__ import annotations
@@ -24,189 +25,33 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neobuild.compilejobs import CompileEvent, CompileItem, CompileResult, EventSink
 from neobuild.errors import (
     AwsError,
     CompileFailedError,
     JobExistsError,
-    NeobuildError,
     RequestError,
-    ThrottledError,
     UsageError,
+)
+from neobuild.jobwait import (
+    POLL_MAX,
+    POLL_START,
+    Clients,
+    Connect,
+    Poll,
+    refresh_jobs,
+    stop_jobs,
+    wait_for_jobs,
 )
 from neobuild.model import Manifest, Model
 
 if TYPE_CHECKING:
-    from neobuild.aws import Aws, JobInfo
+    from neobuild.aws import Aws
     from neobuild.lockfile import LockEntry
-
-#: The SDK polls every 5 s (``Session.wait_for_compilation_job``); neobuild starts there.
-POLL_START = 5.0
-POLL_MAX = 60.0
-POLL_FACTOR = 1.5
-#: Waiting gives up this long after MaxRuntimeInSeconds (queueing, upload of the output).
-WAIT_SLACK = 1800.0
-
-FAILED_STATUSES = frozenset({"FAILED", "STOPPED"})
-
-
-@dataclass
-class CompileItem:
-    """One model and target, and what happened to its job."""
-
-    model: str
-    target: str
-    request_path: Path
-    job_name: str | None = None
-    status: str = "pending"  # pending | checked | a CompilationJobStatus
-    arn: str | None = None
-    output: str | None = None
-    inference_image: str | None = None
-    artifact_digest: str | None = None
-    failure_reason: str | None = None
-    uploaded: bool | None = None  # None: not submitted by this run
-    existed: bool = False  # the job already existed and was described, not created
-    region: str | None = None
-    max_runtime: int = 900
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return self.status in FAILED_STATUSES
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in {"COMPLETED", "FAILED", "STOPPED"}
-
-    def apply(self, job: JobInfo) -> None:
-        """Take the job's state from a DescribeCompilationJob answer."""
-        self.job_name = job.name
-        self.status = job.status
-        self.arn = job.arn or self.arn
-        self.output = job.output
-        self.inference_image = job.inference_image
-        self.artifact_digest = job.artifact_digest
-        self.failure_reason = job.failure_reason
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "target": self.target,
-            "request": str(self.request_path),
-            "job_name": self.job_name,
-            "status": self.status,
-            "arn": self.arn,
-            "output": self.output,
-            "inference_image": self.inference_image,
-            "artifact_digest": self.artifact_digest,
-            "failure_reason": self.failure_reason,
-            "uploaded": self.uploaded,
-            "existed": self.existed,
-            "region": self.region,
-            "warnings": list(self.warnings),
-        }
-
-
-@dataclass
-class CompileResult:
-    """The outcome of one ``compile`` run."""
-
-    items: list[CompileItem]
-    submitted: bool
-    waited: bool
-
-    @property
-    def failures(self) -> list[CompileItem]:
-        return [i for i in self.items if i.failed]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def summary(self) -> str:
-        """One line: how many jobs ended in which state."""
-        if not self.submitted:
-            return f"{len(self.items)} request(s) pass pre-flight; add --submit to run them"
-        counts: dict[str, int] = {}
-        for item in self.items:
-            counts[item.status] = counts.get(item.status, 0) + 1
-        states = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
-        return f"{len(self.items)} compilation job(s): {states or 'none'}"
-
-    def render(self) -> str:
-        """Human text: one line per job (with output location or failure), then the summary."""
-        lines = []
-        for item in self.items:
-            line = f"{item.model} [{item.target}]: {item.status.lower()}"
-            if item.job_name and self.submitted:
-                line += f" {item.job_name}"
-            if item.output and item.status == "COMPLETED":
-                line += f" -> {item.output}"
-            if item.failure_reason:
-                line += f": {item.failure_reason}"
-            lines.append(line)
-            lines.extend(f"  warning: {w}" for w in item.warnings)
-        lines.append(self.summary())
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "submitted": self.submitted,
-            "waited": self.waited,
-            "jobs": [i.to_json() for i in self.items],
-        }
-
-
-@dataclass(frozen=True)
-class CompileEvent:
-    """A step of a compile run, for progress display.
-
-    ``kind`` is one of: ``checked``, ``uploaded``, ``upload-skipped``, ``created``,
-    ``exists``, ``status`` (a job's status changed), ``waiting`` (one poll round; ``message``
-    says how many jobs run), ``throttled``, ``stopping``, ``stop-failed``, ``lock-skipped``.
-    """
-
-    kind: str
-    model: str = ""
-    target: str = ""
-    job_name: str | None = None
-    status: str | None = None
-    message: str = ""
-    elapsed: float = 0.0
-
-
-#: The sentence of each event kind; ``{e}`` is the event (see :func:`describe_event`).
-_EVENT_TEXT: Mapping[str, str] = {
-    "checked": "{where}: request passes pre-flight",
-    "uploaded": "{where}: uploaded {e.message}",
-    "upload-skipped": "{where}: {e.message} is already uploaded (same sha256)",
-    "created": "{where}: created {job}",
-    "exists": "{where}: {job} already exists ({e.status}); not recreated",
-    "status": "{where}: {job} is {e.status} after {e.elapsed:.0f}s",
-    "waiting": "waiting for {e.message} (next check in {e.elapsed:.0f}s)",
-    "throttled": "SageMaker is throttling DescribeCompilationJob; slowing down ({e.message})",
-    "stopping": "{where}: asked SageMaker to stop {job}",
-    "stop-failed": "{where}: could not stop {job}: {e.message}",
-    "lock-skipped": "{where}: not recorded in neo.lock: {e.message}",
-}
-
-
-def describe_event(event: CompileEvent) -> str:
-    """A one-line human sentence for an event."""
-    where = f"{event.model} [{event.target}]" if event.model else ""
-    job = f"job {event.job_name}" if event.job_name else "job"
-    text = _EVENT_TEXT.get(event.kind)
-    if text is None:
-        return f"{where}: {event.kind} {event.message}".strip()
-    return text.format(where=where, job=job, e=event)
-
-
-EventSink = Callable[[CompileEvent], None]
-Connect = Callable[[str | None], "Aws"]
 
 
 def _ignore(_event: CompileEvent) -> None:
@@ -306,20 +151,6 @@ def _key(item: CompileItem) -> str:
 # --------------------------------------------------------------------------- submit
 
 
-class _Clients:
-    """One Aws per region, created on first use."""
-
-    def __init__(self, connect: Connect) -> None:
-        self._connect = connect
-        self._by_region: dict[str | None, Aws] = {}
-        self.checked_buckets: set[tuple[str | None, str]] = set()
-
-    def get(self, region: str | None) -> Aws:
-        if region not in self._by_region:
-            self._by_region[region] = self._connect(region)
-        return self._by_region[region]
-
-
 def _archive_for(
     manifest: Manifest, entry: LockEntry | None, item: CompileItem
 ) -> tuple[Path, str]:
@@ -336,7 +167,7 @@ def _submit_one(
     item: CompileItem,
     request: Mapping[str, Any],
     entry: LockEntry | None,
-    clients: _Clients,
+    clients: Clients,
     on_event: EventSink,
 ) -> None:
     from neobuild import aws
@@ -379,117 +210,6 @@ def _submit_one(
     item.job_name = name
     item.status = "STARTING"
     on_event(CompileEvent("created", item.model, item.target, name, item.status))
-
-
-# --------------------------------------------------------------------------- wait
-
-
-@dataclass
-class _Poll:
-    sleep: Callable[[float], None]
-    clock: Callable[[], float]
-    interval: float = POLL_START
-    max_interval: float = POLL_MAX
-
-
-def _wait(
-    items: Sequence[CompileItem],
-    clients: _Clients,
-    poll: _Poll,
-    timeout: float | None,
-    on_event: EventSink,
-) -> None:
-    """Poll every unfinished job until all are terminal; AwsError on timeout."""
-    running = [i for i in items if not i.terminal]
-    if not running:
-        return
-    if timeout is None:
-        timeout = max(i.max_runtime for i in running) + WAIT_SLACK
-    started = poll.clock()
-    interval = poll.interval
-    while True:
-        elapsed = poll.clock() - started
-        still: list[CompileItem] = []
-        throttled = False
-        for item in running:
-            assert item.job_name is not None
-            try:
-                job = clients.get(item.region).describe_compilation_job(item.job_name)
-            except ThrottledError:
-                throttled = True
-                still.append(item)
-                continue
-            before = item.status
-            item.apply(job)
-            if item.status != before:
-                on_event(
-                    CompileEvent(
-                        "status",
-                        item.model,
-                        item.target,
-                        item.job_name,
-                        item.status,
-                        elapsed=elapsed,
-                    )
-                )
-            if not item.terminal:
-                still.append(item)
-        running = still
-        if not running:
-            return
-        if throttled:
-            interval = min(interval * 2, poll.max_interval)
-            on_event(CompileEvent("throttled", message=f"next check in {interval:.0f}s"))
-        elapsed = poll.clock() - started
-        if elapsed + interval > timeout:
-            names = ", ".join(f"{i.model} [{i.target}] ({i.job_name}: {i.status})" for i in running)
-            raise AwsError(
-                f"gave up waiting after {elapsed:.0f}s for {len(running)} compilation "
-                f"job{'s' if len(running) != 1 else ''}: {names}",
-                hint="the jobs keep running on SageMaker; re-run `neobuild compile --submit "
-                "--wait` later to follow them (nothing is submitted twice)",
-            )
-        on_event(
-            CompileEvent(
-                "waiting",
-                message=f"{len(running)} job{'s' if len(running) != 1 else ''}",
-                elapsed=interval,
-            )
-        )
-        poll.sleep(interval)
-        if not throttled:
-            interval = min(interval * POLL_FACTOR, poll.max_interval)
-
-
-def _refresh(items: Sequence[CompileItem], clients: _Clients, on_event: EventSink) -> None:
-    """Describe each newly created job once, so the lock holds its real state (best effort)."""
-    for item in items:
-        if item.existed or item.job_name is None or item.terminal:
-            continue
-        try:
-            job = clients.get(item.region).describe_compilation_job(item.job_name)
-        except ThrottledError:
-            continue
-        item.apply(job)
-        if item.status != "STARTING":
-            on_event(CompileEvent("status", item.model, item.target, item.job_name, item.status))
-
-
-def _stop(items: Sequence[CompileItem], clients: _Clients, on_event: EventSink) -> None:
-    for item in items:
-        if item.terminal or item.job_name is None:
-            continue
-        try:
-            clients.get(item.region).stop_compilation_job(item.job_name)
-        except NeobuildError as exc:
-            on_event(
-                CompileEvent(
-                    "stop-failed", item.model, item.target, item.job_name, message=str(exc)
-                )
-            )
-            continue
-        item.status = "STOPPING"
-        on_event(CompileEvent("stopping", item.model, item.target, item.job_name, item.status))
 
 
 # --------------------------------------------------------------------------- lock
@@ -622,26 +342,26 @@ def compile_models(
     lock_path = manifest.root / lockfile.LOCK_NAME
     lock = lockfile.read_lock(lock_path)
     fingerprints = {name: entry.fingerprint for name, entry in lock.models.items()}
-    clients = _Clients(connect or _default_connect)
+    clients = Clients(connect or _default_connect)
     try:
         for item in items:
             _submit_one(
                 manifest, item, requests[_key(item)], lock.models.get(item.model), clients, sink
             )
         if not wait:
-            _refresh(items, clients, sink)
+            refresh_jobs(items, clients, sink)
     finally:
         _record_jobs(lock_path, items, fingerprints, sink)
     if wait:
-        poll = _Poll(
+        poll = Poll(
             sleep=sleep, clock=clock, interval=poll_interval, max_interval=max_poll_interval
         )
         try:
-            _wait(items, clients, poll, wait_timeout, sink)
+            wait_for_jobs(items, clients, poll, wait_timeout, sink)
         except KeyboardInterrupt:
             running = [i for i in items if not i.terminal]
             if running and confirm_stop is not None and confirm_stop(running):
-                _stop(running, clients, sink)
+                stop_jobs(running, clients, sink)
             raise
         finally:
             _record_jobs(lock_path, items, fingerprints, sink)

@@ -193,7 +193,7 @@ class JobExistsError(AwsError):
 class CompileFailedError(AwsError):
     """One or more compilation jobs ended FAILED or STOPPED; ``result`` holds them all.
 
-    ``result`` is the run's :class:`neobuild.compile.CompileResult` (typed loosely here:
+    ``result`` is the run's :class:`neobuild.compilejobs.CompileResult` (typed loosely here:
     errors.py imports nothing from neobuild).
     """
 

@@ -17,13 +17,8 @@ from factories import make_manifest
 
 from neobuild import aws, lockfile, request
 from neobuild.archive import hash_bytes, hash_file, pack
-from neobuild.compile import (
-    CompileEvent,
-    CompileFailedError,
-    CompileItem,
-    compile_models,
-    describe_event,
-)
+from neobuild.compile import CompileFailedError, compile_models
+from neobuild.compilejobs import CompileEvent, CompileItem, describe_event
 from neobuild.errors import AwsError, RequestError, UsageError
 from neobuild.model import (
     CompileSettings,
