@@ -115,7 +115,6 @@ def plan(
     always plans from scratch.
     """
     from neobuild import lockfile, pipeline
-    from neobuild import plan as plan_mod
     from neobuild import shard as shard_mod
     from neobuild.results import PlanOutput
     from neobuild.statcache import StatCache
@@ -127,9 +126,11 @@ def plan(
     manifest = _load(manifest_path)
     lock = lockfile.read_lock(manifest.root / lockfile.LOCK_NAME)
     if explain is not None:
+        from neobuild import explanation as explanation_mod
+
         (model,) = _select(manifest, [explain], False, None)[:1]
         stat_cache = StatCache.open(manifest.root)
-        explanation = plan_mod.explain(
+        explanation = explanation_mod.explain(
             manifest,
             model,
             lock,

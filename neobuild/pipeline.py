@@ -383,7 +383,7 @@ def reusable_export(
     the archive, see :func:`_kept_archive`).
     """
     from neobuild.archive import hash_file
-    from neobuild.plan import changed_fields
+    from neobuild.staleness import changed_fields
 
     if previous is None:
         return None

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from neobuild.fingerprint import manifest_hash
 from neobuild.model import Manifest, repo_relative
-from neobuild.plan import LockLike, locked_outputs
+from neobuild.staleness import LockLike, locked_outputs
 from neobuild.statcache import hash_file
 
 SCHEMA_VERSION = 1

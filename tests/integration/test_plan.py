@@ -17,8 +17,10 @@ from factories import (
     write,
 )
 
+from neobuild.explanation import explain
 from neobuild.lockfile import LOCK_NAME, Lock, read_lock, write_lock
-from neobuild.plan import Reason, explain, plan
+from neobuild.plan import plan
+from neobuild.staleness import Reason
 from neobuild.statcache import StatCache
 
 TEMPLATES = "sha256:tmpl"

@@ -18,8 +18,9 @@ from factories import (
 
 from neobuild.errors import ScmError
 from neobuild.lockfile import Lock
-from neobuild.plan import affected_models, plan
+from neobuild.plan import plan
 from neobuild.scm import changed_paths, merge_base, repo_state
+from neobuild.staleness import affected_models
 
 
 @pytest.fixture
@@ -212,7 +213,7 @@ def test_plan_since_selects_and_cross_checks(repo: Path) -> None:
 
 def test_since_with_a_real_manifest_and_includes(tmp_path: Path) -> None:
     from neobuild import manifest as manifest_mod
-    from neobuild.plan import Reason
+    from neobuild.staleness import Reason
 
     root = tmp_path / "repo"
     init_repo(root)

@@ -224,9 +224,11 @@ def test_model_json_matches_model_to_json() -> None:
 
 
 def test_many_source_files_are_detailed_per_directory(tmp_path: Path) -> None:
+    from neobuild.explanation import explain
     from neobuild.fingerprint import MAX_SOURCE_DETAILS
     from neobuild.lockfile import Lock
-    from neobuild.plan import Reason, explain, plan
+    from neobuild.plan import plan
+    from neobuild.staleness import Reason
 
     root = tmp_path / "repo"
     seed_models(root, ["big"])

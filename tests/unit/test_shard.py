@@ -9,7 +9,7 @@ import pytest
 
 from neobuild.errors import UsageError
 from neobuild.fingerprint import Fingerprint
-from neobuild.plan import ModelPlan, Plan, Reason
+from neobuild.plan import ModelPlan, Plan
 from neobuild.shard import (
     assign,
     load_weights,
@@ -19,6 +19,7 @@ from neobuild.shard import (
     shard,
     weights_from_junit,
 )
+from neobuild.staleness import Reason
 
 NAMES = [f"model-{i:03d}" for i in range(50)] + ["bert", "resnet18", "yolo"]
 
