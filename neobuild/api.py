@@ -385,9 +385,13 @@ def check(
     patterns: Sequence[str] = (),
     all_models: bool = False,
     strict: bool = False,
+    junit: Path | None = None,
     out: Output | None = None,
 ) -> CheckReport:
-    """Compile packed models locally with TVM/Treelite; see :mod:`neobuild.compilecheck`."""
+    """Compile packed models locally with TVM/Treelite; see :mod:`neobuild.compilecheck`.
+
+    With ``junit``, also write a JUnit XML report there (one testcase per model).
+    """
     from neobuild import compilecheck
     from neobuild.buildlock import build_lock
 
@@ -395,14 +399,21 @@ def check(
     started = time.monotonic()
     manifest = _load(manifest_path)
     models = _select(manifest, patterns, all_models, None, require=True, command="check")
+    if junit is not None:
+        _check_writable(junit)
     # The build lock: a concurrent `package` must not swap an export out under the check.
     with build_lock(manifest.root, wait=False):
         results = compilecheck.check_packed(
             manifest, models, lambda r: output.detail(f"{r.model}: {r.summary()}")
         )
-    return compilecheck.CheckReport(
+    report = compilecheck.CheckReport(
         results=tuple(results), strict=strict, duration=time.monotonic() - started
     )
+    if junit is not None:
+        from neobuild import reports as reports_mod
+
+        reports_mod.write_check_junit(junit, report.results, strict=strict)
+    return report
 
 
 def verify(*, manifest_path: Path) -> VerifyReport:

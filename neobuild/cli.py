@@ -230,6 +230,9 @@ ModelsArg = Annotated[
 ]
 AllOption = Annotated[bool, typer.Option("--all", help="Every model of the manifest.")]
 JsonReportOption = Annotated[bool, typer.Option("--json", help="Print a JSON report on stdout.")]
+JunitOption = Annotated[
+    Path | None, typer.Option("--junit", help="Write a JUnit XML report.", metavar="FILE")
+]
 PlanModelsArg = Annotated[
     list[str] | None,
     typer.Argument(
@@ -373,9 +376,7 @@ def package(
         bool, typer.Option("--wait", hidden=True, help="Deprecated spelling of --wait-lock.")
     ] = False,
     json_: JsonReportOption = False,
-    junit: Annotated[
-        Path | None, typer.Option("--junit", help="Write a JUnit XML report.", metavar="FILE")
-    ] = None,
+    junit: JunitOption = None,
     compile_check: Annotated[
         bool | None,
         typer.Option(
@@ -445,6 +446,7 @@ def check(
         bool, typer.Option("--strict", help="Exit 1 when a model is unsupported or mismatched.")
     ] = False,
     json_: JsonReportOption = False,
+    junit: JunitOption = None,
 ) -> None:
     """Compile packed models locally with TVM/Treelite and compare (a hint, not Neo's verdict)."""
 
@@ -454,6 +456,7 @@ def check(
             patterns=models or [],
             all_models=all_,
             strict=strict,
+            junit=junit,
             out=g.out,
         )
         _print_result(g, result, as_json=json_, to_stderr=True)

@@ -215,9 +215,60 @@ def _cases(outcomes: Sequence[ModelOutcome]) -> list[_Case]:
     return cases
 
 
+class CheckOutcome(Protocol):
+    """What a JUnit report needs of one compile check (``compilecheck.CheckResult``)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def failed(self) -> bool: ...
+    def summary(self) -> str: ...
+
+
+def _check_cases(results: Iterable[CheckOutcome], *, strict: bool) -> list[_Case]:
+    """One testcase per model of ``neobuild check``.
+
+    ``passed`` passes; ``unsupported`` and ``mismatch`` fail under ``--strict`` and are
+    skipped (with the reason) otherwise, as ``not-checked`` always is: the check is a
+    hint, and without ``--strict`` it fails nothing.
+    """
+    cases = []
+    for result in results:
+        summary = result.summary()
+        status = (
+            "passed"
+            if summary.startswith("passed")
+            else "failed"
+            if strict and result.failed
+            else "skipped"
+        )
+        cases.append(
+            _Case(
+                classname="neobuild.check",
+                name=result.model,
+                status=status,
+                time=result.seconds,
+                message=_first_line(summary),
+                details=summary if status == "failed" else "",
+                out=summary if status == "passed" else "",
+            )
+        )
+    return cases
+
+
 def junit_xml(results: Results, *, suite: str = "neobuild package") -> bytes:
     """The JUnit XML document for a run (UTF-8 bytes, deterministic for equal input)."""
-    cases = _cases(_outcomes(results))
+    return _suite_xml(_cases(_outcomes(results)), suite)
+
+
+def check_junit_xml(results: Iterable[CheckOutcome], *, strict: bool) -> bytes:
+    """The JUnit XML document for ``neobuild check`` (see :func:`_check_cases`)."""
+    return _suite_xml(_check_cases(results, strict=strict), "neobuild check")
+
+
+def _suite_xml(cases: Sequence[_Case], suite: str) -> bytes:
     failures = sum(1 for c in cases if c.status == "failed")
     skipped = sum(1 for c in cases if c.status == "skipped")
     total_time = sum(c.time for c in cases)
@@ -264,6 +315,12 @@ def write_junit(path: Path, results: Results, *, suite: str = "neobuild package"
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, junit_xml(results, suite=suite))
+
+
+def write_check_junit(path: Path, results: Iterable[CheckOutcome], *, strict: bool) -> None:
+    """Write the JUnit XML report of ``neobuild check`` to ``path``, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, check_junit_xml(results, strict=strict))
 
 
 # --------------------------------------------------------------------------- step summary

@@ -194,7 +194,10 @@ def test_results_reach_lock_junit_and_summary(checked: tuple[Path, dict[str, Any
 
 def test_check_command_on_packed_models(checked: tuple[Path, dict[str, Any], str]) -> None:
     repo, _data, _ = checked
-    result = neobuild("check", "onnx-mlp", "onnx-det", "--strict", "--json", cwd=repo)
+    junit = repo / "reports" / "check.xml"
+    result = neobuild(
+        "check", "onnx-mlp", "onnx-det", "--strict", "--json", "--junit", str(junit), cwd=repo
+    )
     assert result.returncode == 1, result.stderr  # --strict: onnx-det is unsupported
     data = json.loads(result.stdout)
     statuses = {m["name"]: m["status"] for m in data["models"]}
@@ -202,6 +205,20 @@ def test_check_command_on_packed_models(checked: tuple[Path, dict[str, Any], str
     assert data["ok"] is False
     lock = yaml.safe_load((repo / "neo.lock").read_text())["models"]
     assert lock["onnx-det"]["compile_check"].startswith("unsupported: ")
+    suite = ET.parse(junit).getroot()
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert set(cases) == {"onnx-mlp", "onnx-det"}
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "1", "0")
+    failure = cases["onnx-det"].find("failure")
+    assert failure is not None and "Det" in (failure.get("message") or "")
+    assert cases["onnx-mlp"].find("failure") is None
+    # Without --strict the same result is a hint: the testcase is skipped, not failed.
+    result = neobuild("check", "onnx-det", "--junit", str(junit), cwd=repo)
+    assert result.returncode == 0, result.stderr
+    (case,) = ET.parse(junit).getroot().iter("testcase")
+    assert case.find("failure") is None
+    skipped = case.find("skipped")
+    assert skipped is not None and (skipped.get("message") or "").startswith("unsupported: ")
 
 
 def test_strict_fails_the_build(checked: tuple[Path, dict[str, Any], str]) -> None:
@@ -383,9 +400,10 @@ def test_check_command_options_become_api_keywords(
         return compilecheck.CheckReport(results=(failed,), strict=kwargs["strict"])
 
     monkeypatch.setattr(api, "check", fake_check)
-    result = CliRunner().invoke(cli.app, ["check", "b", "--strict", "--json"])
+    result = CliRunner().invoke(cli.app, ["check", "b", "--strict", "--json", "--junit", "j.xml"])
     assert result.exit_code == 1
     assert (seen["patterns"], seen["all_models"], seen["strict"]) == (["b"], False, True)
+    assert seen["junit"] == Path("j.xml")
     assert json.loads(result.stdout)["models"][0]["status"] == "mismatch"
     result = CliRunner().invoke(cli.app, ["check", "--all"])
     assert result.exit_code == 0  # without --strict a mismatch is reported, not failed
