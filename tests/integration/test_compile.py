@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -402,8 +402,32 @@ def test_wait_timeout(stubbed: tuple[Manifest, Model, aws.Aws, Stubber, str]) ->
     assert job.status == "INPROGRESS" and job.arn
 
 
+def _interrupt(_seconds: float) -> None:
+    raise KeyboardInterrupt
+
+
+def _ctrl_c_while_waiting(
+    stubbed: tuple[Manifest, Model, aws.Aws, Stubber, str],
+    confirm_stop: Callable[[Sequence[CompileItem]], bool],
+    on_event: Callable[[CompileEvent], None] | None = None,
+) -> None:
+    """Submit and wait; the first sleep between polls is a Ctrl-C, which propagates."""
+    manifest, model, client, _, _ = stubbed
+    with pytest.raises(KeyboardInterrupt):
+        compile_models(
+            manifest,
+            [model],
+            submit=True,
+            wait=True,
+            connect=lambda r: client,
+            sleep=_interrupt,
+            confirm_stop=confirm_stop,
+            on_event=on_event,
+        )
+
+
 def test_ctrl_c_asks_and_stops(stubbed: tuple[Manifest, Model, aws.Aws, Stubber, str]) -> None:
-    manifest, model, client, stubber, name = stubbed
+    manifest, _, _, stubber, name = stubbed
     stubber.add_response("describe_compilation_job", describe_response(name, "INPROGRESS"))
     stubber.add_response("stop_compilation_job", {}, {"CompilationJobName": name})
     asked: list[list[str]] = []
@@ -412,19 +436,7 @@ def test_ctrl_c_asks_and_stops(stubbed: tuple[Manifest, Model, aws.Aws, Stubber,
         asked.append([i.job_name or "" for i in items])
         return True
 
-    def interrupt(_seconds: float) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        compile_models(
-            manifest,
-            [model],
-            submit=True,
-            wait=True,
-            connect=lambda r: client,
-            sleep=interrupt,
-            confirm_stop=confirm,
-        )
+    _ctrl_c_while_waiting(stubbed, confirm)
     assert asked == [[name]]
     job = lockfile.read_lock(manifest.root / "neo.lock").models["cnn"].jobs["ml_c5"]
     assert job.status == "STOPPING"
@@ -432,27 +444,13 @@ def test_ctrl_c_asks_and_stops(stubbed: tuple[Manifest, Model, aws.Aws, Stubber,
 
 def test_ctrl_c_stop_refused(stubbed: tuple[Manifest, Model, aws.Aws, Stubber, str]) -> None:
     # moto answers StopCompilationJob with HTTP 500 (not implemented): reported, not raised.
-    manifest, model, client, stubber, name = stubbed
+    manifest, _, _, stubber, name = stubbed
     stubber.add_response("describe_compilation_job", describe_response(name, "INPROGRESS"))
     stubber.add_client_error(
         "stop_compilation_job", service_error_code="InternalFailure", http_status_code=500
     )
     events: list[CompileEvent] = []
-
-    def interrupt(_seconds: float) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        compile_models(
-            manifest,
-            [model],
-            submit=True,
-            wait=True,
-            connect=lambda r: client,
-            sleep=interrupt,
-            confirm_stop=lambda items: True,
-            on_event=events.append,
-        )
+    _ctrl_c_while_waiting(stubbed, lambda items: True, events.append)
     failed = [e for e in events if e.kind == "stop-failed"]
     assert len(failed) == 1 and "InternalFailure" in failed[0].message
     job = lockfile.read_lock(manifest.root / "neo.lock").models["cnn"].jobs["ml_c5"]
@@ -462,22 +460,9 @@ def test_ctrl_c_stop_refused(stubbed: tuple[Manifest, Model, aws.Aws, Stubber, s
 def test_ctrl_c_declined_leaves_the_job(
     stubbed: tuple[Manifest, Model, aws.Aws, Stubber, str],
 ) -> None:
-    manifest, model, client, stubber, name = stubbed
+    _, _, _, stubber, name = stubbed
     stubber.add_response("describe_compilation_job", describe_response(name, "INPROGRESS"))
-
-    def interrupt(_seconds: float) -> None:
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        compile_models(
-            manifest,
-            [model],
-            submit=True,
-            wait=True,
-            connect=lambda r: client,
-            sleep=interrupt,
-            confirm_stop=lambda items: False,
-        )
+    _ctrl_c_while_waiting(stubbed, lambda items: False)
     # the Stubber would fail on an unexpected stop_compilation_job call
 
 
