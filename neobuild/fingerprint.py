@@ -234,7 +234,7 @@ def fingerprint(
         model: the model.
         stat_cache: skips reading unchanged files; a private one is used when None.
         templates_hash: the hash of the templates this model renders
-            (``render.templates_hash``).
+            (``templatehash.templates_hash``).
         index: a :class:`SourceIndex` shared between models, so each directory is
             walked once per run.
         details: False leaves out the ``fields`` detail (16 JSON encodings per model,

@@ -264,7 +264,7 @@ def test_templates_found_inside_an_installed_package(tmp_path: Path, repo_root: 
     )
     shutil.copytree(repo_root / "templates", site / "neobuild" / "templates")
     code = (
-        "import neobuild.render as r; print(r.builtin_templates_dir()); "
+        "import neobuild.render as r, neobuild.templatehash as t; print(t.builtin_templates_dir()); "
         "print(r.render('edge/run_dlr.py.j2', {'model': {'name': 'm', 'input_names': [], "
         "'input_shapes': [], 'dtype': 'float32'}, 'edge_targets': []})[:10])"
     )

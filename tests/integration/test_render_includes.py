@@ -12,7 +12,7 @@ import factories
 import pytest
 from e2e_helpers import ROOT, git, init_repo, neobuild, report, write_tree
 
-from neobuild import render
+from neobuild import render, templatehash
 from neobuild.model import Inputs, Manifest, Model
 
 DLR = (ROOT / "templates" / "inference" / "dlr.py.j2").read_text()
@@ -191,4 +191,4 @@ def test_a_template_without_references_keeps_its_hash(tmp_path: Path) -> None:
     source = "def neo_preprocess(payload, content_type):\n    return payload\n"
     write_tree(tmp_path, {name: source})
     expected = hashlib.sha256(name.encode() + b"\0" + source.encode() + b"\0").hexdigest()
-    assert render.templates_hash([name], tmp_path) == "sha256:" + expected
+    assert templatehash.templates_hash([name], tmp_path) == "sha256:" + expected
