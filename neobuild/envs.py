@@ -14,9 +14,7 @@ marker give the same guarantee without that defect.) Reuse costs one ``python -c
 "import sys"`` and no pip call.
 
 Creating an env for torch or TensorFlow takes minutes, so its stages are reported as
-events (:class:`EnvEvent`) to whoever listens (:func:`reporting`; ``package`` shows them, see
-``neobuild/progress.py``): waiting for another process's lock, creating the venv,
-installing the requirements (with the step pip is on, read from its log), verifying.
+events to whoever listens: see :mod:`neobuild.envprogress`.
 """
 
 from __future__ import annotations
@@ -29,23 +27,19 @@ import re
 import shutil
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import filelock
 import platformdirs
 
 from neobuild import __version__
 from neobuild.atomic import atomic_write_text
+from neobuild.envprogress import PipWatcher, Reporter
 from neobuild.errors import EnvironmentSetupError
 from neobuild.model import Model
 from neobuild.runner import ProcessResult, run_process, scrubbed_env
 
-__all__ = ["EnvEvent", "cache_dir", "env_dir", "env_key", "export_python", "reporting"]
+__all__ = ["cache_dir", "env_dir", "env_key", "export_python"]
 
 MARKER = ".neobuild-env.json"
 #: Seconds allowed for creating a venv and installing its requirements.
@@ -63,129 +57,10 @@ _PIP_FAILURES = (
     (re.compile(r"Cannot install (.+?) because"), "{} (conflicting dependencies)"),
     (re.compile(r"ResolutionImpossible"), "the requirements (conflicting dependencies)"),
 )
-#: pip's output lines that say what it is doing, and how the status line words them.
-_PIP_STEPS = (
-    (re.compile(r"^Collecting (\S+)"), "collecting {}"),
-    (re.compile(r"^\s*Downloading (?:\S+/)?([^/\s]+)"), "downloading {}"),
-    (re.compile(r"^\s*Using cached (?:\S+/)?([^/\s]+)"), "using cached {}"),
-    (re.compile(r"^Building wheels? for (\S+)"), "building wheel for {}"),
-    (re.compile(r"^Installing collected packages: (.+)"), "installing {}"),
-)
-_POLL_SECONDS = 0.25
-
-Stage = Literal["waiting", "venv", "install", "verify", "ready", "failed"]
-
-
-@dataclass(frozen=True)
-class EnvEvent:
-    """A step of creating a model's export environment.
-
-    Attributes:
-        model: the model whose export needs the env.
-        key: the env's cache key (its directory name under ``envs/``).
-        stage: ``waiting`` (for another process's lock), ``venv``, ``install``,
-            ``verify``, then ``ready`` or ``failed``.
-        text: the stage in words (``installing 3 requirements``).
-        elapsed: seconds since this process started on the env.
-        detail: within ``install``, the step pip is on (``collecting torch==2.3``); None
-            on the event that starts a stage.
-    """
-
-    model: str
-    key: str
-    stage: Stage
-    text: str
-    elapsed: float
-    detail: str | None = None
-
-
-_reporters: list[Callable[[EnvEvent], None]] = []
-_reporters_lock = threading.Lock()
 #: Env keys this process holds the lock of, and for which model (to name what a -j
 #: worker waits on).
 _creating: dict[str, str] = {}
 _creating_lock = threading.Lock()
-
-
-@contextmanager
-def reporting(callback: Callable[[EnvEvent], None]) -> Iterator[None]:
-    """Send the events of every env created in this process (any thread) to ``callback``.
-
-    The callback runs on the thread creating the env and must not raise.
-    """
-    with _reporters_lock:
-        _reporters.append(callback)
-    try:
-        yield
-    finally:
-        with _reporters_lock:
-            _reporters.remove(callback)
-
-
-class _Reporter:
-    """The events of one env creation, timed from its start."""
-
-    def __init__(self, model: Model, key: str) -> None:
-        self.model = model.name
-        self.key = key
-        self.started = time.monotonic()
-        self.stage: Stage = "venv"
-        self.text = "starting"
-
-    @staticmethod
-    def listening() -> bool:
-        with _reporters_lock:
-            return bool(_reporters)
-
-    def emit(self, stage: Stage, text: str, detail: str | None = None) -> None:
-        if detail is None:
-            self.stage, self.text = stage, text
-        event = EnvEvent(self.model, self.key, stage, text, time.monotonic() - self.started, detail)
-        with _reporters_lock:
-            callbacks = list(_reporters)
-        for callback in callbacks:
-            callback(event)
-
-
-class _PipWatcher(threading.Thread):
-    """Reads pip's output as it lands in the log and reports the step pip is on."""
-
-    def __init__(self, log_path: Path, offset: int, reporter: _Reporter) -> None:
-        super().__init__(daemon=True, name="neobuild-pip-watcher")
-        self.log_path = log_path
-        self.offset = offset
-        self.reporter = reporter
-        self.stop = threading.Event()
-        self._partial = b""
-
-    def run(self) -> None:
-        while not self.stop.wait(_POLL_SECONDS):
-            self._read()
-
-    def _read(self) -> None:
-        try:
-            with open(self.log_path, "rb") as handle:
-                handle.seek(self.offset)
-                chunk = handle.read(1 << 20)
-        except OSError:
-            return
-        self.offset += len(chunk)
-        *lines, self._partial = (self._partial + chunk).split(b"\n")
-        step = None
-        for line in lines:
-            step = pip_step(line.decode("utf-8", errors="replace")) or step
-        if step is not None:
-            self.reporter.emit("install", self.reporter.text, detail=step)
-
-
-def pip_step(line: str) -> str | None:
-    """What a line of pip's output says pip is doing, in a few words, or None."""
-    for pattern, template in _PIP_STEPS:
-        match = pattern.match(line)
-        if match:
-            what = match.group(1).strip()
-            return template.format(what if len(what) <= 60 else what[:57] + "...")
-    return None
 
 
 def _count_requirements(model: Model, req_file: Path | None) -> int:
@@ -357,7 +232,7 @@ def export_python(
         return python
     envs.mkdir(parents=True, exist_ok=True)
     log_path = log_path if log_path is not None else envs / f"{key}.log"
-    reporter = _Reporter(model, key)
+    reporter = Reporter(model, key)
     lock_path = envs / f"{key}.lock"
     lock = filelock.FileLock(str(lock_path))
     try:
@@ -412,7 +287,7 @@ def _create(
     directory: Path,
     log_path: Path,
     stream: bool,
-    reporter: _Reporter,
+    reporter: Reporter,
 ) -> None:
     """Build the venv in ``directory`` (under the lock); the marker is written last."""
     what = ", ".join([*model.requirements, *filter(None, [model.requirements_file])])
@@ -441,7 +316,7 @@ def _create(
         count = _count_requirements(model, req_file)
         reporter.emit("install", f"installing {count} requirement{'s' * (count != 1)}")
         start = log_path.stat().st_size if log_path.exists() else 0
-        watcher = _PipWatcher(log_path, start, reporter) if reporter.listening() else None
+        watcher = PipWatcher(log_path, start, reporter) if reporter.listening() else None
         if watcher is not None:
             watcher.start()
         try:

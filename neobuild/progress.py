@@ -26,14 +26,14 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from neobuild import envs
+from neobuild import envprogress
 from neobuild.console import Output
 
 if TYPE_CHECKING:
     from neobuild.results import ModelReport
 
 
-def env_line(event: envs.EnvEvent) -> str:
+def env_line(event: envprogress.EnvEvent) -> str:
     """One line for a stage of creating an export environment (logs and CI)."""
     return f"{event.model}: export environment {event.key[:8]}: {event.text} [{event.elapsed:.1f}s]"
 
@@ -54,7 +54,7 @@ class BuildProgress:
     @contextlib.contextmanager
     def shown(self) -> Iterator[BuildProgress]:
         """Show the live display for the duration of the block (when allowed)."""
-        with envs.reporting(self.env_event):
+        with envprogress.reporting(self.env_event):
             if not (self.out.live and self.out.verbosity == 0):
                 yield self
                 return
@@ -77,7 +77,7 @@ class BuildProgress:
             yield
         self._progress = None
 
-    def env_event(self, event: envs.EnvEvent) -> None:
+    def env_event(self, event: envprogress.EnvEvent) -> None:
         """Show a step of creating a model's export environment (any thread)."""
         with self._lock:
             progress = self._progress

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from neobuild import envs
+from neobuild import envprogress, envs
 from neobuild.model import ExportRef, Inputs, Model
 
 RELU_EXPORT = """\
@@ -113,21 +113,23 @@ def env_lines(stderr: str, model: str) -> list[str]:
 
 
 def test_pip_steps_are_read_from_pips_own_lines() -> None:
-    assert envs.pip_step("Collecting six==1.16.0 (from -r r.txt (line 1))") == (
+    assert envprogress.pip_step("Collecting six==1.16.0 (from -r r.txt (line 1))") == (
         "collecting six==1.16.0"
     )
-    assert envs.pip_step(
+    assert envprogress.pip_step(
         "  Downloading https://files.example/packages/six-1.16.0-py2.py3-none-any.whl (11 kB)"
     ) == ("downloading six-1.16.0-py2.py3-none-any.whl")
-    assert envs.pip_step("  Using cached torch-2.3.0-cp311-none-any.whl.metadata (26 kB)") == (
-        "using cached torch-2.3.0-cp311-none-any.whl.metadata"
-    )
-    assert envs.pip_step("Building wheel for antlr4 (pyproject.toml): started") == (
+    assert envprogress.pip_step(
+        "  Using cached torch-2.3.0-cp311-none-any.whl.metadata (26 kB)"
+    ) == ("using cached torch-2.3.0-cp311-none-any.whl.metadata")
+    assert envprogress.pip_step("Building wheel for antlr4 (pyproject.toml): started") == (
         "building wheel for antlr4"
     )
-    assert envs.pip_step("Installing collected packages: six, numpy") == "installing six, numpy"
-    assert envs.pip_step("Successfully installed six-1.16.0") is None
-    assert envs.pip_step("Looking in links: /opt/wheels") is None
+    assert (
+        envprogress.pip_step("Installing collected packages: six, numpy") == "installing six, numpy"
+    )
+    assert envprogress.pip_step("Successfully installed six-1.16.0") is None
+    assert envprogress.pip_step("Looking in links: /opt/wheels") is None
 
 
 def test_the_requirement_count_follows_includes_and_skips_options(tmp_path: Path) -> None:
