@@ -20,7 +20,7 @@ from neobuild.errors import BuildInterrupted, NeobuildError, UsageError
 
 if TYPE_CHECKING:
     from neobuild.add import AddResult, NewModel
-    from neobuild.compilecheck import CheckReport
+    from neobuild.checkresult import CheckReport
     from neobuild.compilejobs import CompileResult
     from neobuild.model import Manifest, Model
     from neobuild.results import BuildReport, PlanOutput, ValidateResult
@@ -392,7 +392,7 @@ def check(
 
     With ``junit``, also write a JUnit XML report there (one testcase per model).
     """
-    from neobuild import compilecheck
+    from neobuild import checkresult, compilecheck
     from neobuild.buildlock import build_lock
 
     output = out or Output()
@@ -406,7 +406,7 @@ def check(
         results = compilecheck.check_packed(
             manifest, models, lambda r: output.detail(f"{r.model}: {r.summary()}")
         )
-    report = compilecheck.CheckReport(
+    report = checkresult.CheckReport(
         results=tuple(results), strict=strict, duration=time.monotonic() - started
     )
     if junit is not None:

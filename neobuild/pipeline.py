@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neobuild import outputs
-from neobuild.errors import Interrupted, NeobuildError, PackageError, RequestError
+from neobuild.errors import (
+    CompileCheckError,
+    Interrupted,
+    NeobuildError,
+    PackageError,
+    RequestError,
+)
 from neobuild.model import Manifest, Model, repo_relative
 from neobuild.results import NOT_RENDERED, ModelReport
 
@@ -222,7 +228,7 @@ def build_model(
             report.compile_check = check.summary()
             report.compile_check_result = check.to_json()
             if options.strict and check.failed:
-                raise compilecheck.CompileCheckError(
+                raise CompileCheckError(
                     f"model {model.name}: compile check {check.summary()}",
                     compile_check=check.summary(),
                     hint="the check is a hint, not Neo's verdict; drop --strict to build anyway",

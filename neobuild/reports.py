@@ -216,7 +216,7 @@ def _cases(outcomes: Sequence[ModelOutcome]) -> list[_Case]:
 
 
 class CheckOutcome(Protocol):
-    """What a JUnit report needs of one compile check (``compilecheck.CheckResult``)."""
+    """What a JUnit report needs of one compile check (``checkresult.CheckResult``)."""
 
     @property
     def model(self) -> str: ...

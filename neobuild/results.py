@@ -3,7 +3,7 @@
 :class:`BuildReport` (``package``, one :class:`ModelReport` per model),
 :class:`PlanOutput` (``plan``) and :class:`ValidateResult` (``validate``). The other
 commands' results live beside the code that computes them (``verify.VerifyReport``,
-``compilejobs.CompileResult``, ``compilecheck.CheckReport``, ``show.ShowResult``).
+``compilejobs.CompileResult``, ``checkresult.CheckReport``, ``show.ShowResult``).
 """
 
 from __future__ import annotations

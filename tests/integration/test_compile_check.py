@@ -25,7 +25,7 @@ from e2e_helpers import copy_examples, git, neobuild, report, write_tree
 from locations import ROOT
 from ruamel.yaml import YAML
 
-from neobuild import compilecheck
+from neobuild import checkresult, compilecheck
 from neobuild.model import Model
 
 pytestmark = pytest.mark.frameworks
@@ -145,7 +145,7 @@ def test_examples_pass_where_a_frontend_exists(
     check = _check_of(data, name)
     assert check["status"] == "passed", check
     assert check["max_abs"] is not None
-    assert check["max_abs"] <= compilecheck.ATOL
+    assert check["max_abs"] <= checkresult.ATOL
     expected = "treelite" if name == "xgb-classifier" else "apache-tvm 0.27"
     assert expected in check["compiler"]
     if name == "torch-cnn":
@@ -317,11 +317,11 @@ def test_frameworks_without_a_frontend_are_not_checked(framework: str, tmp_path:
 
 def test_compare_squeezes_unit_axes_and_finds_the_worst_element() -> None:
     ref = [np.array([0.5, 0.25, 0.75], dtype=np.float32)]
-    status, _detail, (max_abs, _rel, where) = compilecheck.compare(
+    status, _detail, (max_abs, _rel, where) = checkresult.compare(
         ref, [np.array([[[0.5]], [[0.25]], [[0.75]]], dtype=np.float32)]
     )
     assert (status, max_abs) == ("passed", 0.0)
-    status, detail, (max_abs, max_rel, where) = compilecheck.compare(
+    status, detail, (max_abs, max_rel, where) = checkresult.compare(
         ref, [np.array([0.5, 0.35, 0.75], dtype=np.float32)]
     )
     assert status == "mismatch"
@@ -332,11 +332,11 @@ def test_compare_squeezes_unit_axes_and_finds_the_worst_element() -> None:
 
 
 def test_compare_integers_exactly_and_counts_outputs() -> None:
-    assert compilecheck.compare([np.array([1, 2])], [np.array([1, 3])])[0] == "mismatch"
-    status, detail, _ = compilecheck.compare([np.zeros(2)], [np.zeros(2), np.zeros(2)])
+    assert checkresult.compare([np.array([1, 2])], [np.array([1, 3])])[0] == "mismatch"
+    status, detail, _ = checkresult.compare([np.zeros(2)], [np.zeros(2), np.zeros(2)])
     assert status == "mismatch"
     assert "2 output(s) from the compiled model, 1 from the framework" in detail
-    status, detail, _ = compilecheck.compare([np.zeros(4)], [np.zeros(3)])
+    status, detail, _ = checkresult.compare([np.zeros(4)], [np.zeros(3)])
     assert (status, detail.split(":")[0]) == ("mismatch", "output 0")
 
 
@@ -393,11 +393,11 @@ def test_check_command_options_become_api_keywords(
     from neobuild import api, cli
 
     seen: dict[str, Any] = {}
-    failed = compilecheck.CheckResult("b", "mismatch", "max abs diff 0.5")
+    failed = checkresult.CheckResult("b", "mismatch", "max abs diff 0.5")
 
-    def fake_check(**kwargs: Any) -> compilecheck.CheckReport:
+    def fake_check(**kwargs: Any) -> checkresult.CheckReport:
         seen.update(kwargs)
-        return compilecheck.CheckReport(results=(failed,), strict=kwargs["strict"])
+        return checkresult.CheckReport(results=(failed,), strict=kwargs["strict"])
 
     monkeypatch.setattr(api, "check", fake_check)
     result = CliRunner().invoke(cli.app, ["check", "b", "--strict", "--json", "--junit", "j.xml"])
