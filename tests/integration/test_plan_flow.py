@@ -13,22 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from everyday_project import EXPORT
 from factories import commit_all, init_repo, write
 
 NEOBUILD = str(Path(sys.executable).with_name("neobuild"))
 
-EXPORT = """\
-def export(out, inputs):
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])
-    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "g", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], producer_name="t")
-    model.ir_version = 7
-    onnx.save(model, str(out / "model.onnx"))
-"""
 
 MANIFEST = """\
 version: 1
