@@ -18,12 +18,12 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neobuild import outputs
+from neobuild import exportreuse, outputs
 from neobuild.errors import (
     CompileCheckError,
     Interrupted,
@@ -35,7 +35,6 @@ from neobuild.model import Manifest, Model, repo_relative
 from neobuild.results import NOT_RENDERED, ModelReport
 
 if TYPE_CHECKING:
-    from neobuild.archive import ArchiveInfo
     from neobuild.lockfile import Lock, LockEntry
     from neobuild.plan import Plan
 
@@ -123,7 +122,7 @@ def build_model(
     fingerprint: Any,
     git_state: tuple[str | None, bool | None],
     cancel: threading.Event | None = None,
-    reuse: ReusedExport | None = None,
+    reuse: exportreuse.ReusedExport | None = None,
 ) -> tuple[ModelReport, LockEntry]:
     """Run one model's whole pipeline; returns its report and new lock entry.
 
@@ -187,7 +186,7 @@ def build_model(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
         extras = render.archive_extras(model, rendered)
-        archive = _kept_archive(reuse, final, export_dir, artifacts.files, extras)
+        archive = exportreuse.kept_archive(reuse, final, export_dir, artifacts.files, extras)
         if archive is None:
             archive = pack(export_dir, artifacts.files, staging / "model.tar.gz", extra=extras)
         else:
@@ -319,104 +318,6 @@ def _sources_touched(manifest: Manifest, model: Model, before: Any) -> list[str]
     ]
 
 
-# Manifest fields that shape only the rendered files and requests, never the export.
-RENDER_ONLY_FIELDS = frozenset(
-    {
-        "compile",
-        "targets",
-        "compiler_options",
-        "tags",
-        "timeout",
-        "templates_dir",
-        "smoke",
-        "compile_check",
-    }
-)
-
-
-@dataclass(frozen=True)
-class ReusedExport:
-    """A previous, verified export that a rebuild packs again instead of re-running it."""
-
-    directory: Path
-    previous: LockEntry  # its lock entry: what exported it, its files, its archive
-
-
-def _kept_archive(
-    reuse: ReusedExport | None,
-    final: Path,
-    export_dir: Path,
-    files: Sequence[str],
-    extras: Mapping[str, bytes],
-) -> ArchiveInfo | None:
-    """The previous archive, kept as it is, when a reused export packs to the same content.
-
-    Its content is the exported files (verified by :func:`reusable_export`) and the
-    generated ``code/`` members: when those hash as the lock recorded, compressing them
-    again would only risk different deflate bytes for the same content.
-    """
-    from neobuild.archive import hash_bytes, keep
-
-    if reuse is None:
-        return None
-    previous = reuse.previous
-    if sorted(files) != sorted(previous.files):
-        return None
-    for name, data in extras.items():
-        record = previous.outputs.get(name)
-        if record is None or record.sha256 != hash_bytes(data):
-            return None
-    return keep(
-        final / "model.tar.gz",
-        export_dir.parent / "model.tar.gz",
-        export_dir,
-        {rel: (rec.size, rec.sha256) for rel, rec in previous.files.items()},
-        sha256=previous.archive.sha256,
-        size=previous.archive.size,
-        extra=extras,
-    )
-
-
-def reusable_export(
-    manifest: Manifest, model: Model, previous: LockEntry | None, fingerprint: Any
-) -> ReusedExport | None:
-    """The model's last export when only render-only inputs changed and it is intact.
-
-    Changing ``compile.role_arn`` in ``defaults`` must not re-run every export of a
-    monorepo: when sources, requirements, neobuild and adapter versions and every
-    export-shaping manifest field are as the lock recorded, and the exported files
-    still hash as recorded, the rebuild re-renders, re-writes requests and re-packs (or keeps
-    the archive, see :func:`_kept_archive`).
-    """
-    from neobuild.archive import hash_file
-    from neobuild.staleness import changed_fields
-
-    if previous is None:
-        return None
-    old, new = previous.fingerprint_parts, fingerprint.parts
-    for part in ("sources", "requirements", "neobuild", "adapter"):
-        if old.get(part) != new.get(part):
-            return None
-    sources_old = {k: v for k, v in old.items() if k.startswith("source:")}
-    sources_new = {k: v for k, v in new.items() if k.startswith("source:")}
-    if sources_old != sources_new:
-        return None
-    fields = changed_fields(old, new)
-    if not fields or not set(fields) <= RENDER_ONLY_FIELDS:
-        return None
-    export = model_dir(manifest, model) / "export"
-    try:
-        present = sorted(p.relative_to(export).as_posix() for p in export.rglob("*") if p.is_file())
-        if present != sorted(previous.files):
-            return None
-        for rel, record in previous.files.items():
-            if hash_file(export / rel) != record.sha256:
-                return None
-    except OSError:
-        return None
-    return ReusedExport(directory=export, previous=previous)
-
-
 #: A failed export with more files than this is removed, not kept in ``.failed/``.
 FAILED_KEEP_FILES = 1000
 
@@ -489,7 +390,9 @@ def run_model(
                 ), entry
         reuse = None
         if not options.force:
-            reuse = reusable_export(manifest, model, ctx.lock.models.get(model.name), fingerprint)
+            reuse = exportreuse.reusable_export(
+                manifest, model, ctx.lock.models.get(model.name), fingerprint
+            )
         report, entry = build_model(
             manifest,
             model,
