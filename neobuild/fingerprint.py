@@ -39,7 +39,6 @@ from neobuild import __version__
 from neobuild.errors import ManifestError
 from neobuild.model import Manifest, Model
 from neobuild.sources import SourceIndex
-from neobuild.sources import glob_regex as glob_regex  # tests/test_fingerprint.py
 from neobuild.statcache import StatCache
 
 #: The parts that make up the digest, in the order ``plan --explain`` shows them.

@@ -37,7 +37,6 @@ The package, one job a module:
 from __future__ import annotations
 
 from neobuild.manifest.cache import CACHE_FILE
-from neobuild.manifest.cache import lookup as _cache_lookup
 from neobuild.manifest.constants import (
     DEFAULT_BUILD_DIR,
     DEFAULT_MAX_RUNTIME,
@@ -58,7 +57,6 @@ __all__ = [
     "MODEL_NAME_MAX",
     "Manifest",
     "RealPaths",
-    "_cache_lookup",
     "check",
     "find_manifest",
     "load",

@@ -29,6 +29,7 @@ from ruamel.yaml import YAML
 from neobuild import fingerprint as fingerprint_mod
 from neobuild import manifest as manifest_mod
 from neobuild.export import run_export
+from neobuild.manifest import cache as manifest_cache
 from neobuild.render import render_model
 
 COMPILE = """\
@@ -500,7 +501,7 @@ def test_the_validated_manifest_cache_keeps_the_order(order_repo: Path) -> None:
     first = manifest_mod.load(order_repo / "neo.yaml")
     assert (order_repo / ".neobuild").is_dir()
     data = (order_repo / "neo.yaml").read_bytes()
-    cached = manifest_mod._cache_lookup(order_repo / "neo.yaml", order_repo, data)
+    cached = manifest_cache.lookup(order_repo / "neo.yaml", order_repo, data)
     assert cached is not None, "the second load did not come from the cache"
     assert _names(cached) == _names(first)
     assert cached.models == first.models

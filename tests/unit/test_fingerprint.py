@@ -291,6 +291,6 @@ def test_many_source_files_are_detailed_per_directory(tmp_path: Path) -> None:
     ],
 )
 def test_glob_regex(pattern: str, path: str, matches: bool) -> None:
-    from neobuild.fingerprint import glob_regex
+    from neobuild.sources import glob_regex
 
     assert bool(glob_regex(pattern).match(path)) is matches
