@@ -394,6 +394,7 @@ def check(
     """
     from neobuild import checkresult, compilecheck
     from neobuild.buildlock import build_lock
+    from neobuild.progress import env_lines
 
     output = out or Output()
     started = time.monotonic()
@@ -402,7 +403,7 @@ def check(
     if junit is not None:
         _check_writable(junit)
     # The build lock: a concurrent `package` must not swap an export out under the check.
-    with build_lock(manifest.root, wait=False):
+    with build_lock(manifest.root, wait=False), env_lines(output):
         results = compilecheck.check_packed(
             manifest, models, lambda r: output.detail(f"{r.model}: {r.summary()}")
         )

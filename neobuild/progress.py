@@ -38,6 +38,19 @@ def env_line(event: envprogress.EnvEvent) -> str:
     return f"{event.model}: export environment {event.key[:8]}: {event.text} [{event.elapsed:.1f}s]"
 
 
+@contextlib.contextmanager
+def env_lines(out: Output) -> Iterator[None]:
+    """One line per stage of creating an export environment inside the block, for
+    commands without a live display (``check``); pip's steps are left out, as in CI."""
+
+    def show(event: envprogress.EnvEvent) -> None:
+        if event.detail is None and event.stage != "failed":
+            out.info(env_line(event))
+
+    with envprogress.reporting(show):
+        yield
+
+
 class BuildProgress:
     """Progress of one ``package`` run over ``total`` models."""
 

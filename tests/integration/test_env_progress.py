@@ -13,6 +13,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import struct
 import subprocess
 import sys
@@ -191,6 +192,26 @@ def test_without_a_terminal_one_line_per_stage_in_order_even_with_j3(tmp_path: P
     again = package(root, tmp_path / "cache", "package", "--all", "--force")
     assert again.returncode == 0, again.stderr
     assert "export environment" not in again.stderr
+
+
+@pytest.mark.slow
+def test_check_shows_the_environment_it_creates(tmp_path: Path) -> None:
+    """`neobuild check` runs in the model's export environment and may have to create it
+    again (a cleaned cache): it says so, one line per stage, as `package` does."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    write_project(root, {"resnet": "models/relu/requirements.txt"})
+    cache = tmp_path / "cache"
+    built = package(root, cache, "package", "--all")
+    assert built.returncode == 0, built.stderr
+    shutil.rmtree(cache / "envs")
+    result = package(root, cache, "check", "resnet")
+    assert result.returncode == 0, result.stderr
+    stages = env_lines(result.stderr, "resnet")
+    assert [s.startswith(want) for s, want in zip(stages, STAGES, strict=True)] == [True] * len(
+        STAGES
+    ), result.stderr
+    assert re.search(r"^resnet: \w", result.stderr, re.MULTILINE)  # the check's own result line
 
 
 @pytest.mark.slow
