@@ -344,25 +344,32 @@ _ICON = {
 
 
 def step_summary_markdown(results: Results, *, title: str = "neobuild package") -> str:
-    """The markdown table of a run, as appended to ``$GITHUB_STEP_SUMMARY``."""
+    """The markdown table of a run, as appended to ``$GITHUB_STEP_SUMMARY``.
+
+    A *Compile check* column is added when any model ran the local compile check.
+    """
     outcomes = _outcomes(results)
     counts = {s: sum(1 for m in outcomes if m.status == s) for s in STATUSES}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no models"
+    checked = any(getattr(m, "compile_check", None) for m in outcomes)
     lines = [
         f"### {title}",
         "",
         summary,
         "",
-        "| Model | Status | Time | Targets | Message |",
-        "|---|---|---:|---|---|",
+        "| Model | Status | Time | Targets |"
+        + (" Compile check |" if checked else "")
+        + " Message |",
+        "|---|---|---:|---|" + ("---|" if checked else "") + "---|",
     ]
     for m in outcomes:
         targets = ", ".join(
             f"{key} ❌" if _status_of(status) == "failed" else key for key, status, _ in m.targets
         )
+        check = f" {_cell(getattr(m, 'compile_check', None) or '', 120)} |" if checked else ""
         lines.append(
             f"| {_cell(m.name)} | {_ICON.get(m.status, '')} {m.status} | {m.duration:.1f}s "
-            f"| {_cell(targets)} | {_cell(m.message)} |"
+            f"| {_cell(targets)} |{check} {_cell(m.message)} |"
         )
     return "\n".join(lines) + "\n\n"
 

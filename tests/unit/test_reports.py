@@ -133,6 +133,24 @@ def test_step_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "ml_c5 ❌, rasp4b" in keras
 
 
+def test_step_summary_shows_the_compile_check_only_when_one_ran() -> None:
+    plain = step_summary_markdown([ModelResult(name="a", status="built")])
+    assert "Compile check" not in plain
+    md = step_summary_markdown(
+        [
+            ModelResult(name="a", status="built", compile_check="passed: max abs diff 3e-07"),
+            ModelResult(name="b", status="built", compile_check="unsupported: Det"),
+            ModelResult(name="c", status="fresh"),
+        ]
+    )
+    header, rule, *rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert header == "| Model | Status | Time | Targets | Compile check | Message |"
+    assert rule.count("|") == header.count("|")
+    assert [r.count("|") for r in rows] == [header.count("|")] * 3
+    assert "| passed: max abs diff 3e-07 |" in rows[0]
+    assert "| unsupported: Det |" in rows[1]
+
+
 def test_step_summary_escapes_pipes() -> None:
     md = step_summary_markdown([ModelResult(name="a", status="failed", message="x | y\nz")])
     assert "x \\| y z" in md
