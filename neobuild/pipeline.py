@@ -27,6 +27,7 @@ from neobuild import exportreuse, outputs
 from neobuild.errors import (
     CompileCheckError,
     Interrupted,
+    ManifestError,
     NeobuildError,
     PackageError,
     RequestError,
@@ -305,7 +306,10 @@ def _sources_touched(manifest: Manifest, model: Model, before: Any) -> list[str]
     """
     from neobuild.fingerprint import SOURCE_PREFIX, fingerprint
 
-    after = fingerprint(manifest, model, templates_hash="", details=False).parts
+    try:
+        after = fingerprint(manifest, model, templates_hash="", details=False).parts
+    except ManifestError as exc:  # e.g. the export linked a file from outside into its sources
+        return [f"the export changed its own sources: {exc.message}; the next plan refuses them"]
     if after.get("sources") == before.parts.get("sources"):
         return []
     keys = {k for k in (*before.parts, *after) if k.startswith(SOURCE_PREFIX)}

@@ -107,7 +107,10 @@ class SourceIndex:
                     if entry.is_symlink():
                         self._note_link(entry.path, path)
                     out[path] = entry.stat()
-            except OSError:
+                elif entry.is_symlink():  # dangling: a source (or refused) once it resolves
+                    depends.note_absent(entry.path)
+            except OSError:  # a symlink loop, or an entry gone since the listing
+                depends.note_absent(entry.path)
                 continue
 
     def match(self, patterns: Iterable[str]) -> dict[str, os.stat_result]:

@@ -50,6 +50,8 @@ BODIES = {
     "huge-output": "import sys; shutil.copy(MODEL, output_dir / 'model.json'); "
     "[sys.stdout.write('x' * 1023 + '\\n') for _ in range(20 * 1024)]",
     "many-files": "[(output_dir / f'f{i}.json').write_text('{}') for i in range(5000)]",
+    "links-out": "shutil.copy(MODEL, output_dir / 'model.json'); import os; "
+    "os.symlink('/etc/hostname', Path(__file__).with_name('cache.txt'))",
 }
 
 FAILS = {  # model -> what its message must say
@@ -122,7 +124,7 @@ def test_the_run_ends_with_both_reports(outcome: tuple[Path, Any, dict[str, Any]
 def test_the_good_models_are_built_and_locked(outcome: tuple[Path, Any, dict[str, Any]]) -> None:
     repo, _, models = outcome
     lock = (repo / "neo.lock").read_text()
-    for name in ("good-a", "good-b", "dot-dot", "daemon", "huge-output"):
+    for name in ("good-a", "good-b", "dot-dot", "daemon", "huge-output", "links-out"):
         print(f"{name}: {models[name]['status']}")
         assert models[name]["status"] == "built", models[name]
         assert (repo / f"build/neo/{name}/model.tar.gz").is_file()
@@ -142,6 +144,17 @@ def test_each_hostile_model_fails_with_its_reason(
     assert model["status"] == "failed"
     assert FAILS[name] in model["message"]
     assert len(model["message"]) < 5000
+
+
+def test_a_link_out_of_the_repository_put_into_its_sources_is_a_warning(
+    outcome: tuple[Path, Any, dict[str, Any]],
+) -> None:
+    """The export itself links a file from outside into its own sources: the build stands,
+    with a warning that says what the next plan will refuse."""
+    _, _, models = outcome
+    (warning,) = models["links-out"]["warnings"]
+    assert warning.startswith("the export changed its own sources:"), warning
+    assert "models/links-out/cache.txt -> " in warning and "the next plan refuses" in warning
 
 
 def test_nothing_outside_was_touched(outcome: tuple[Path, Any, dict[str, Any]]) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from hostile import VALID, make_repo, run
 
+from neobuild import depends
+
 POSITIONED = re.compile(r"(?:^|/)(?:neo\.yaml|c\.yaml):\d+:\d+: ", re.MULTILINE)
 
 LONG = "x" * 300
@@ -188,3 +190,21 @@ def test_a_file_symlink_deep_in_sources_that_leads_out_is_refused(tmp_path: Path
     # The other models' sources do not include the link: only the model that does fails.
     (root / "neo.yaml").write_text(VALID.replace('"models/a/**"', '"models/a/export.py"'))
     assert run(root, "plan").code == 0
+
+
+def test_a_dangling_link_that_comes_to_lead_out_is_refused_despite_the_plan_memo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link whose target does not exist yet is no source; once the target appears, the
+    remembered plan must not answer for it."""
+    monkeypatch.setattr(depends, "RACY_WINDOW_NS", 0)  # every file here was just written
+    root = make_repo(tmp_path / "repo")
+    late = root.parent / "repo-outside" / "late.yaml"
+    (root / "models" / "a" / "secret").symlink_to(late)
+    assert run(root, "plan").code == 0
+    assert (root / ".neobuild" / "planmemo").exists()
+    assert run(root, "plan").code == 0  # answered from the memo
+    late.write_text("models: {}\n")
+    outcome = run(root, "plan")
+    assert outcome.code == 2, outcome.output
+    assert "models/a/secret ->" in outcome.output
