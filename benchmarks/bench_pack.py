@@ -109,7 +109,7 @@ def write_results(rows: list[str], size: int) -> None:
         *rows,
         "",
         "- Memory does not grow with the file: tar -> deflate -> sha256 -> file is one "
-        "streaming pass in 1 MiB blocks (`tests/test_package.py` asserts it on 200 MiB).",
+        "streaming pass in 1 MiB blocks (`tests/integration/test_package.py` asserts it on 200 MiB).",
         "- The pipeline overlaps sha256 of each input file (for `neo.lock`), deflate, and "
         "sha256 + write of the archive; one deflate stream (the bytes must not change) "
         "bounds it. `benchmarks/run_all.py` compares it with GNU `tar czf`.",

@@ -303,7 +303,8 @@ def compile_models(
         submit: upload the archives and create the jobs (or describe existing ones).
         wait: poll until every job is COMPLETED, FAILED or STOPPED (implies ``submit``'s
             jobs exist; without ``submit`` nothing is polled).
-        on_event: progress callback (see :class:`CompileEvent` and :func:`describe_event`).
+        on_event: progress callback (see :class:`~neobuild.compilejobs.CompileEvent` and
+            :func:`~neobuild.compilejobs.describe_event`).
         confirm_stop: asked on Ctrl-C while waiting, with the running jobs; True stops them.
             KeyboardInterrupt is re-raised either way, after the lock is updated.
         connect: region -> :class:`~neobuild.aws.Aws` (tests inject stubbed clients).

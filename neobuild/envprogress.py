@@ -2,7 +2,7 @@
 
 Creating an env for torch or TensorFlow takes minutes, so :mod:`neobuild.envs` reports
 its stages as events (:class:`EnvEvent`) to the callbacks registered with
-:func:`reporting` (``package`` shows them, see ``neobuild/progress.py``): waiting for
+:func:`reporting` (``package`` and ``check`` show them, see ``neobuild/progress.py``): waiting for
 another process's lock, creating the venv, installing the requirements (with the step
 pip is on, read from its log by a :class:`PipWatcher`), verifying.
 """

@@ -179,7 +179,7 @@ class CacheError(NeobuildError):
 
 
 # --------------------------------------------------------------------------- compile jobs, compile check
-# Raised by aws.py, awserrors.py, compile.py, jobwait.py and compilecheck.py.
+# Raised by aws.py, awserrors.py, compile.py, jobwait.py and pipeline.py (compile check).
 
 
 class ThrottledError(AwsError):

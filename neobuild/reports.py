@@ -1,4 +1,4 @@
-"""CI reports of a ``package`` run: JUnit XML and the GitHub Actions step summary.
+"""CI reports of a ``package`` run (and of ``check``): JUnit XML and the GitHub step summary.
 
 Both take the per-model outcomes of a run: a :class:`ModelResult` list, or any object with a
 ``models`` list of objects that have the same attributes (the build report). JUnit gets one

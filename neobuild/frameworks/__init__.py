@@ -1,7 +1,7 @@
 """Framework adapters, one module each; :func:`get_adapter` picks one by name.
 
 :data:`ADAPTER_VERSIONS` lets ``plan`` fingerprint a model without importing its
-adapter (some import h5py or numpy); ``tests/test_perf_imports.py`` checks that it
+adapter (some import h5py or numpy); ``tests/integration/test_perf_imports.py`` checks that it
 equals every module's ``ADAPTER.version``.
 """
 

@@ -905,7 +905,7 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     assert interrupted >= TERM_TRIALS // 2, "most SIGTERMs should land mid-run"
 
 
-#: Raises KeyboardInterrupt (what the CLI's SIGTERM handler raises) in the main thread
+#: Raises KeyboardInterrupt (what the CLI's SIGTERM handler raises, as Signalled) in the main thread
 #: at one point of recording a finished model in neo.lock.
 INTERRUPT = """
 import sys
