@@ -390,9 +390,11 @@ def check(
 ) -> CheckReport:
     """Compile packed models locally with TVM/Treelite; see :mod:`neobuild.compilecheck`.
 
-    With ``junit``, also write a JUnit XML report there (one testcase per model).
+    With ``junit``, also write a JUnit XML report there (one testcase per model); on
+    Ctrl-C or SIGTERM it is still written, with the models checked so far.
     """
     from neobuild import checkresult, compilecheck
+    from neobuild import reports as reports_mod
     from neobuild.buildlock import build_lock
     from neobuild.progress import env_lines
 
@@ -402,17 +404,24 @@ def check(
     models = _select(manifest, patterns, all_models, None, require=True, command="check")
     if junit is not None:
         _check_writable(junit)
-    # The build lock: a concurrent `package` must not swap an export out under the check.
-    with build_lock(manifest.root, wait=False), env_lines(output):
-        results = compilecheck.check_packed(
-            manifest, models, lambda r: output.detail(f"{r.model}: {r.summary()}")
-        )
+    done: list[checkresult.CheckResult] = []
+
+    def finished(result: checkresult.CheckResult) -> None:
+        done.append(result)
+        output.detail(f"{result.model}: {result.summary()}")
+
+    try:
+        # The build lock: a concurrent `package` must not swap an export out under the check.
+        with build_lock(manifest.root, wait=False), env_lines(output):
+            results = compilecheck.check_packed(manifest, models, finished)
+    except KeyboardInterrupt:
+        if junit is not None:
+            reports_mod.write_check_junit(junit, done, strict=strict)
+        raise
     report = checkresult.CheckReport(
         results=tuple(results), strict=strict, duration=time.monotonic() - started
     )
     if junit is not None:
-        from neobuild import reports as reports_mod
-
         reports_mod.write_check_junit(junit, report.results, strict=strict)
     return report
 

@@ -432,3 +432,26 @@ def test_manifest_key_from_defaults_and_its_validation(tmp_path: Path) -> None:
     (tmp_path / "neo.yaml").write_text(body.replace("compile_check: true", "compile_check: yes"))
     loaded, problems = manifest_mod.check(tmp_path / "neo.yaml")
     assert any("compile_check" in p.render() and p.severity == "error" for p in problems), problems
+
+
+def test_check_junit_is_written_on_interrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after the first of two models: the JUnit report holds the one that finished."""
+    from neobuild import api
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "export.py").write_text("def export(output_dir, inputs=None): pass\n")
+    model = "    framework: xgboost\n    export: m/export.py:export\n    targets: [ml_c5]\n"
+    (tmp_path / "neo.yaml").write_text(f"version: 1\nmodels:\n  a:\n{model}  b:\n{model}")
+
+    def interrupted_after_one(manifest: Any, models: Any, on_result: Any) -> Any:
+        on_result(checkresult.CheckResult(models[0].name, "passed", "max abs diff 0"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compilecheck, "check_packed", interrupted_after_one)
+    junit = tmp_path / "reports" / "check.xml"
+    with pytest.raises(KeyboardInterrupt):
+        api.check(manifest_path=tmp_path / "neo.yaml", all_models=True, junit=junit)
+    (case,) = ET.parse(junit).getroot().iter("testcase")
+    assert case.get("name") == "a" and case.find("failure") is None
