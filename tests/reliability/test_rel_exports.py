@@ -12,11 +12,14 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from e2e_helpers import init_repo, neobuild, write_tree
+from everyday_project import write_project
 
 pytestmark = [pytest.mark.frameworks, pytest.mark.slow]
 
@@ -189,3 +192,46 @@ def test_huge_output_is_capped_in_the_log(outcome: tuple[Path, Any, dict[str, An
         fh.seek(8 * 1024 * 1024 - 100)
         middle = fh.read(1024)
     assert b"bytes of output cut here" in middle
+
+
+#: Runs ``package --all --keep-going --json`` with neo.lock refusing one model's entry
+#: (as it would an entry it cannot represent), to reach the backstop behind the artifact
+#: checks: the model fails, its outputs go, the others are built and locked.
+REFUSED_ENTRY = """
+import sys
+
+from neobuild import cli, lockfile
+from neobuild.errors import InvalidLockError
+
+original = lockfile.LockEntry.from_json.__func__
+
+
+def from_json(cls, data):
+    if "/bert/" in str(data.get("archive_path", "")):
+        raise InvalidLockError("neo.lock cannot hold this entry (injected)", problems=[])
+    return original(cls, data)
+
+
+lockfile.LockEntry.from_json = classmethod(from_json)
+sys.argv = ["neobuild", "package", "--all", "--keep-going", "--json", "-j", "1"]
+cli.main()
+"""
+
+
+def test_an_entry_neo_lock_refuses_fails_only_its_model(tmp_path: Path) -> None:
+    write_project(tmp_path, names=("resnet", "bert", "vgg"))
+    init_repo(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", REFUSED_ENTRY],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    statuses = {m["name"]: m["status"] for m in json.loads(result.stdout)["models"]}
+    assert statuses == {"resnet": "built", "bert": "failed", "vgg": "built"}, result.stderr
+    assert "injected" in result.stderr
+    lock = (tmp_path / "neo.lock").read_text()
+    assert "\n  resnet:" in lock and "\n  vgg:" in lock and "\n  bert:" not in lock
+    assert not (tmp_path / "build/neo/bert/model.tar.gz").exists()
