@@ -38,16 +38,18 @@ def env_line(event: envprogress.EnvEvent) -> str:
     return f"{event.model}: export environment {event.key[:8]}: {event.text} [{event.elapsed:.1f}s]"
 
 
+def show_stage(out: Output, event: envprogress.EnvEvent) -> None:
+    """Print ``event`` as one line when it starts a stage; pip's steps would flood a CI log
+    (a failure is reported by the model's error)."""
+    if event.detail is None and event.stage != "failed":
+        out.info(env_line(event))
+
+
 @contextlib.contextmanager
 def env_lines(out: Output) -> Iterator[None]:
     """One line per stage of creating an export environment inside the block, for
-    commands without a live display (``check``); pip's steps are left out, as in CI."""
-
-    def show(event: envprogress.EnvEvent) -> None:
-        if event.detail is None and event.stage != "failed":
-            out.info(env_line(event))
-
-    with envprogress.reporting(show):
+    commands without a live display (``check``)."""
+    with envprogress.reporting(lambda event: show_stage(out, event)):
         yield
 
 
@@ -95,9 +97,7 @@ class BuildProgress:
         with self._lock:
             progress = self._progress
             if progress is None:
-                # One line per stage; pip's steps would flood a CI log.
-                if event.detail is None and event.stage != "failed":
-                    self.out.info(env_line(event))
+                show_stage(self.out, event)
                 return
             task = self._env_tasks.get(event.model)
             if event.stage in ("ready", "failed"):
